@@ -1,0 +1,1 @@
+"""fieldshift builder: compile blueprints into rpm-ostree compatible commits and publish releases."""

@@ -1,0 +1,1 @@
+"""Blueprints: the osbuild / image-builder TOML format, parsed into typed, validated models."""

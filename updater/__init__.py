@@ -1,0 +1,1 @@
+"""fieldshift updater: the device agent that verifies, pulls, stages and confirms updates."""
