@@ -1,0 +1,1 @@
+"""fieldshift test suite."""
