@@ -33,6 +33,9 @@ def _register() -> None:
     from builder.blueprint.commands import blueprint
 
     cli.add_command(blueprint)
+    from builder.keys import keys
+
+    cli.add_command(keys)
 
 
 def main(argv: list[str] | None = None) -> None:
