@@ -1,0 +1,167 @@
+"""The dnf backend: depsolve with dnf's Python API, install with real ``dnf --installroot``.
+
+Only the ``.repo`` files given in the request are read (a private ``reposdir``); the host's
+repositories, vars, plugins and rpm database are never used. The target's rpm database is written at
+the distro's own path (``%_dbpath`` through a private ``~/.rpmmacros``), and ostree prep later moves it
+to ``/usr/share/rpm`` as rpm-ostree does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+from builder.backends import (
+    DepsolveError,
+    MissingPackageError,
+    PackageError,
+    PackageRequest,
+    PackageSet,
+    Progress,
+    RepositoryError,
+    ResolvedPackage,
+    no_progress,
+)
+from greenboot.external import ToolError, run
+
+RESOLVER = Path(__file__).with_name("dnf_resolver.py")
+# Interpreters that may carry the host's dnf Python module (RHEL's platform-python first).
+SYSTEM_PYTHONS = ("/usr/libexec/platform-python", "/usr/bin/python3")
+
+
+def _basearch(arch: str) -> str:
+    return {"i686": "i386", "armv7hl": "armhfp"}.get(arch, arch)
+
+
+def _system_python() -> str:
+    for candidate in SYSTEM_PYTHONS:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise PackageError("no system Python with the dnf module found; install dnf (python3-dnf)")
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("Error:"):
+            return line
+        if line.startswith("Error:") and line[6:].strip():
+            return line[6:].strip()
+    return text.strip()
+
+
+class _Workspace:
+    """A private temp dir with a ``reposdir`` holding copies of the request's .repo files and a HOME."""
+
+    def __init__(self, request: PackageRequest) -> None:
+        self.request = request
+        request.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix="dnf-", dir=request.cache_dir))
+        self.reposdir = self.dir / "repos.d"
+        self.reposdir.mkdir()
+        for i, repo in enumerate(request.repo_files):
+            # Keep the file's own name (dnf only reads *.repo); prefix keeps order and avoids clashes.
+            shutil.copyfile(repo, self.reposdir / f"{i:02d}-{repo.name}")
+        self.home = self.dir / "home"
+        self.home.mkdir()
+        (self.home / ".rpmmacros").write_text(f"%_dbpath {request.dbpath}\n")
+        self.conf = self.dir / "dnf.conf"
+        self.conf.write_text("[main]\ninstall_weak_deps=False\nprotected_packages=\n")
+        self.cachedir = request.cache_dir / "dnf"
+
+    def __enter__(self) -> _Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class DnfBackend:
+    """Resolve and install RPM package sets with dnf."""
+
+    def resolve(self, request: PackageRequest) -> PackageSet:
+        if not request.repo_files:
+            raise RepositoryError("no repositories given; pass --repos FILE_OR_DIR with dnf .repo files")
+        with _Workspace(request) as ws:
+            query = {
+                "cachedir": str(ws.cachedir),
+                "reposdir": str(ws.reposdir),
+                "releasever": request.releasever,
+                "arch": request.arch,
+                "basearch": _basearch(request.arch),
+                "specs": [s.spec for s in request.specs],
+                "excludes": list(request.excludes),
+            }
+            proc = run([_system_python(), "-I", str(RESOLVER)], input=json.dumps(query), env={"HOME": str(ws.home)})
+        answer = json.loads(proc.stdout)
+        if "error" in answer:
+            raise self._error(answer["error"], request)
+        pkgs = tuple(
+            ResolvedPackage(
+                name=p["name"], epoch=int(p["epoch"]), version=p["version"], release=p["release"],
+                arch=p["arch"], repo_id=p["repo_id"], checksum=p["checksum"], location=p["location"],
+            )
+            for p in answer["packages"]
+        )
+        return PackageSet(pkgs, request)
+
+    @staticmethod
+    def _error(err: dict, request: PackageRequest) -> PackageError:
+        by_spec = {s.spec: s for s in request.specs}
+        if err["kind"] == "missing":
+            specs = [by_spec[s] for s in err["specs"] if s in by_spec]
+            first = specs[0]
+            more = f" (and {len(specs) - 1} more)" if len(specs) > 1 else ""
+            return MissingPackageError(
+                f'{first.label}: no package matches "{first.spec}" in the given repositories{more}; '
+                "check the name and version or add the repository that has it"
+            )
+        if err["kind"] == "depsolve":
+            labels = ", ".join(by_spec[s].label for s in err.get("specs", []) if s in by_spec)
+            problem = " ".join(line.strip() for line in err["message"].splitlines() if line.strip().startswith("-"))
+            problem = problem.lstrip("- ") or _first_line(err["message"])
+            where = f"{labels}: " if labels else ""
+            return DepsolveError(f"{where}cannot resolve the package set: {problem}")
+        repo = err.get("repo") or "?"
+        return RepositoryError(
+            f'repository "{repo}" is unusable: {_first_line(err["message"])}; '
+            "check that its baseurl is reachable and has repodata/repomd.xml"
+        )
+
+    def install(self, pkgset: PackageSet, root: Path, progress: Progress = no_progress) -> None:
+        request = pkgset.request
+        root.mkdir(parents=True, exist_ok=True)
+        progress(f"installing {len(pkgset.packages)} packages with dnf")
+        with _Workspace(request) as ws:
+            argv = [
+                "dnf", "-y", "-q", "--noplugins",
+                f"--installroot={root}",
+                f"--config={ws.conf}",
+                f"--releasever={request.releasever}",
+                f"--setopt=reposdir={ws.reposdir}",
+                f"--setopt=cachedir={ws.cachedir}",
+                "--setopt=varsdir=",
+                "--setopt=tsflags=nodocs",
+                "--setopt=install_weak_deps=False",
+                "--setopt=keepcache=True",
+                "--setopt=skip_if_unavailable=False",
+            ]
+            if request.excludes:
+                argv.append(f"--setopt=excludepkgs={','.join(request.excludes)}")
+            if request.arch != platform.machine():
+                argv.append(f"--forcearch={request.arch}")
+            argv += ["install", *[p.nevra for p in pkgset.packages]]
+            env = {"HOME": str(ws.home), "LC_ALL": "C.UTF-8"}
+            if "SOURCE_DATE_EPOCH" not in os.environ:
+                # rpm stamps install times with SOURCE_DATE_EPOCH: a fixed value keeps the rpmdb reproducible.
+                env["SOURCE_DATE_EPOCH"] = "0"
+            try:
+                run(argv, env=env)
+            except ToolError as err:
+                raise PackageError(
+                    f"dnf could not install the resolved packages into {root}: {_first_line(err.stderr or err.stdout)}"
+                ) from err
