@@ -21,6 +21,7 @@ Run ``python -m tests.httpserve DIR [PORT]`` to serve a directory by hand.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import os
 import re
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 64 * 1024
@@ -66,10 +67,12 @@ class _Handler(BaseHTTPRequestHandler):
         super().flush_headers()
 
     def do_HEAD(self) -> None:
-        self._serve(send_body=False)
+        with self.server.owner._in_flight():
+            self._serve(send_body=False)
 
     def do_GET(self) -> None:
-        self._serve(send_body=True)
+        with self.server.owner._in_flight():
+            self._serve(send_body=True)
 
     def _record(self, status: int, body: int, rng: str | None) -> None:
         path = urllib.parse.urlsplit(self.path).path
@@ -207,6 +210,8 @@ class StaticServer:
         self._httpd = _Server(("127.0.0.1", port), _Handler)
         self._httpd.owner = self
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._busy = 0
         self._log: list[Access] = []
         self._faults: dict[str, list[tuple[str, int]]] = {}
         self._thread: threading.Thread | None = None
@@ -256,14 +261,30 @@ class StaticServer:
             return queue.pop(0) if queue else None
 
     # -- access log ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        with self._lock:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._idle.notify_all()
+
     def _append(self, access: Access) -> None:
         with self._lock:
             self._log.append(access)
 
     @property
     def log(self) -> list[Access]:
-        """A copy of the access log, in order of completion."""
-        with self._lock:
+        """A copy of the access log, in order of completion.
+
+        Waits (up to 5 s) for requests still being answered, so a client that has just read its
+        response sees that response logged.
+        """
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy == 0, timeout=5)
             return list(self._log)
 
     def clear(self) -> None:
