@@ -1,0 +1,709 @@
+"""The update agent: check, choose, download, protect data, arm, stage, reboot by policy, confirm.
+
+Each step is a method that reads the persisted :class:`~updater.state.State`, does idempotent work
+and records the next phase (:mod:`updater.state` lists them). :meth:`Agent.advance` runs steps until
+one has to wait (for the poll timer, a window, a lock, a reboot, greenboot). :meth:`Agent.reconcile`
+is the early-boot step: it works out which deployment booted and either confirms the update, or,
+after a GRUB fallback, makes the rollback permanent, restores the protected data and denylists the
+release. Failures never leave the device worse off: the step is retried after a backoff and the
+reason is in ``status`` and the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+
+from greenboot import atomic
+from greenboot.errors import UserError
+from updater import catalog as catalog_mod
+from updater import rollout, schedule
+from updater.backends import OstreeBackend, RpmOstreeBackend, select
+from updater.choose import choose
+from updater.config import AgentConfig
+from updater.fleetlock import FleetLock
+from updater.journal import Journal
+from updater.ostree import Deployment, Sysroot
+from updater.reports import PHASE_NUMBER, EventQueue, write_textfile
+from updater.snapshots import SnapshotStore
+from updater.sources import DirSource, Fetched, HttpSource, NotModified, SourceError
+from updater.state import (
+    ARMED,
+    CONFIRMING,
+    DOWNLOADED,
+    IDLE,
+    IN_FLIGHT,
+    PROTECTED,
+    REBOOTING,
+    SELECTED,
+    STAGED,
+    State,
+    StateStore,
+    Target,
+)
+
+MICROSHIFT_DATA = Path("/var/lib/microshift")
+MICROSHIFT_HEALTH = Path("/var/lib/microshift-backups/health.json")
+
+
+class AgentError(UserError):
+    """A step cannot proceed; the message says why (shown in status, retried later)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(text: str) -> datetime | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def run_reboot_command(argv: tuple[str, ...]) -> Callable[[], None]:
+    def reboot() -> None:
+        from greenboot.external import run
+
+        run(list(argv))
+
+    return reboot
+
+
+@dataclass
+class Agent:
+    """One agent over one configuration; time, randomness, reboot and HTTP are injectable."""
+
+    cfg: AgentConfig
+    now: Callable[[], datetime] = utcnow
+    reboot_fn: Callable[[], None] | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    session: requests.Session | None = None
+    bundle_dir: Path | None = None  # an unpacked offline bundle used as the only source
+
+    def __post_init__(self) -> None:
+        p = self.cfg.paths
+        self.store = StateStore(p.state_dir)
+        self.sysroot = Sysroot(p.sysroot)
+        self.journal = Journal(p.journal_socket)
+        self.snapshots = SnapshotStore(p.state_dir / "snapshots")
+        self.catalog_dir = p.state_dir / "catalog"
+        if self.reboot_fn is None:
+            self.reboot_fn = run_reboot_command(self.cfg.reboot_command)
+        if self.session is None:
+            self.session = requests.Session()
+        self._backend: OstreeBackend | RpmOstreeBackend | None = None
+        self._machine_id: str | None = None
+        self.events = EventQueue(p.state_dir / "events", self.cfg.report_url, self.node_id())
+
+    # ------------------------------------------------------------------ identity and environment
+
+    def machine_id(self) -> str:
+        if self._machine_id is None:
+            self._machine_id = rollout.read_machine_id(self.cfg.paths.machine_id)
+        return self._machine_id
+
+    def node_id(self) -> str:
+        if self.cfg.node_id:
+            return self.cfg.node_id
+        try:
+            return rollout.node_id(self.machine_id())
+        except UserError:
+            return "unknown"
+
+    @property
+    def backend(self) -> OstreeBackend | RpmOstreeBackend:
+        if self._backend is None:
+            self._backend = select(self.cfg.backend, self.sysroot)
+        return self._backend
+
+    def boot_id(self) -> str:
+        try:
+            return self.cfg.paths.boot_id.read_text(encoding="ascii").strip()
+        except OSError:
+            return ""
+
+    def booted(self) -> Deployment | None:
+        """The deployment this boot runs, resolved from the kernel command line once per boot."""
+        cache = self.cfg.paths.state_dir / "booted.json"
+        boot = self.boot_id()
+        deployments = self.sysroot.deployments()
+        try:
+            cached = json.loads(cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            cached = {}
+        name = cached.get("deployment") if boot and cached.get("boot_id") == boot else None
+        if name is None:
+            try:
+                cmdline = self.cfg.paths.kernel_cmdline.read_text(encoding="utf-8")
+            except OSError:
+                cmdline = ""
+            found = self.sysroot.deployment_of_cmdline(cmdline)
+            if found is None:
+                return None
+            name = found[1]
+            atomic.write_json(cache, {"boot_id": boot, "deployment": name})
+        for d in deployments:
+            if d.id == name:
+                return d
+        return None
+
+    def osname(self, booted: Deployment | None) -> str:
+        if self.cfg.os_name:
+            return self.cfg.os_name
+        if booted is not None:
+            return booted.osname
+        deployments = self.sysroot.deployments()
+        if deployments:
+            return deployments[0].osname
+        raise AgentError("no os_name configured and the sysroot has no deployment to take it from")
+
+    def data_paths(self) -> tuple[Path, ...]:
+        if self.cfg.data_paths is not None:
+            return self.cfg.data_paths
+        if not self.cfg.paths.microshift_marker.exists():
+            return ()
+        root = self.cfg.paths.greenboot_root
+        # MicroShift 4.14+ backs up and restores its own data per deployment (health.json present):
+        # leave /var/lib/microshift to it (docs/agent.md, "Data protection").
+        if (root / str(MICROSHIFT_HEALTH).lstrip("/")).exists():
+            return ()
+        return (root / str(MICROSHIFT_DATA).lstrip("/"),)
+
+    def boot_attempts(self) -> int:
+        if self.cfg.boot_attempts:
+            return self.cfg.boot_attempts
+        from greenboot import config as gb_config
+
+        try:
+            return int(gb_config.load(self.cfg.paths.greenboot_root).max_boot_attempts)
+        except UserError:
+            return 3
+
+    # ------------------------------------------------------------------ reporting
+
+    def _say(self, event: str, message: str, *, priority: str = "info", **fields: Any) -> None:
+        self.journal.send(event, message, priority=priority, **{k: str(v) for k, v in fields.items()})
+        self.events.put(event, {"message": message, **fields})
+
+    def _save(self, state: State) -> State:
+        self.store.save(state)
+        self._metrics(state)
+        return state
+
+    def _metrics(self, state: State) -> None:
+        path = self.cfg.paths.prometheus_textfile
+        if path is None:
+            return
+        last_check = _parse_iso(state.last_check)
+        metrics = {
+            "fieldshift_agent_phase": ("Update phase (0 idle .. 7 confirming)", PHASE_NUMBER.get(state.phase, -1),
+                                       {"phase": state.phase}),
+            "fieldshift_agent_failures": ("Consecutive failed attempts", state.failures, {}),
+            "fieldshift_agent_denylisted_releases": ("Releases denylisted after a failed boot",
+                                                     len(state.denylist), {}),
+            "fieldshift_agent_catalog_serial": ("Serial of the last verified catalog", state.catalog_serial or 0, {}),
+            "fieldshift_agent_last_check_timestamp_seconds": (
+                "Time of the last catalog check", last_check.timestamp() if last_check else 0, {}),
+            "fieldshift_agent_update_available": ("1 while an update is being applied",
+                                                  0 if state.target is None else 1,
+                                                  {"version": state.target.version if state.target else ""}),
+        }
+        try:
+            write_textfile(path, metrics)
+        except OSError:
+            pass
+
+    def _fail(self, state: State, step: str, err: UserError) -> State:
+        failures = state.failures + 1
+        delay = schedule.backoff_delay(failures, self.cfg.backoff_initial_seconds, self.cfg.backoff_max_seconds,
+                                       self.rng)
+        retry = self.now() + timedelta(seconds=delay)
+        self._say("step_failed", f"{step} failed, retrying after {_iso(retry)}: {err.message}", priority="warning",
+                  step=step, phase=state.phase)
+        return self._save(state.update(last_error=f"{step}: {err.message}", failures=failures, retry_after=_iso(retry)))
+
+    # ------------------------------------------------------------------ catalog
+
+    def _sources(self) -> list[HttpSource | DirSource]:
+        if self.bundle_dir is not None:
+            return [DirSource(self.bundle_dir)]
+        out: list[HttpSource | DirSource] = []
+        if self.cfg.source_dir is not None:
+            out.append(DirSource(self.cfg.source_dir))
+        if self.cfg.release_urls:
+            out.append(HttpSource(self.cfg.release_urls, timeout=self.cfg.http_timeout_seconds,
+                                  session=self.session))
+        if not out:
+            raise AgentError("no release source configured (set release_url or source_dir)")
+        return out
+
+    def _cached(self) -> Fetched | None:
+        try:
+            data = (self.catalog_dir / "catalog.json").read_bytes()
+            sig = (self.catalog_dir / "catalog.json.sig").read_bytes()
+            base = (self.catalog_dir / "source").read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        return Fetched(data, sig, base)
+
+    def _verify(self, fetched: Fetched, state: State) -> catalog_mod.Catalog:
+        return catalog_mod.verify(fetched.data, fetched.signature, list(self.cfg.trusted_keys),
+                                  last_serial=state.catalog_serial, now=self.now())
+
+    def fetch_catalog(self, state: State) -> tuple[State, catalog_mod.Catalog, str]:
+        """Fetch (with HTTP caching) and verify the catalog; return state, catalog and the repo location."""
+        errors = []
+        for source in self._sources():
+            try:
+                cached = self._cached()
+                use_cache = isinstance(source, HttpSource) and cached is not None and \
+                    cached.base in source.urls
+                got = source.fetch(state.etag if use_cache else "", state.last_modified if use_cache else "")
+            except SourceError as err:
+                errors.append(err.message)
+                continue
+            if isinstance(got, NotModified):
+                if cached is None:
+                    errors.append("server said not modified but no catalog is cached")
+                    continue
+                got = cached
+            cat = self._verify(got, state)
+            if cached is None or cached.data != got.data or cached.base != got.base:
+                atomic.write_bytes(self.catalog_dir / "catalog.json", got.data)
+                atomic.write_bytes(self.catalog_dir / "catalog.json.sig", got.signature)
+                atomic.write_text(self.catalog_dir / "source", got.base + "\n")
+            if got.etag or got.last_modified:
+                state = state.update(etag=got.etag, last_modified=got.last_modified)
+            state = state.update(catalog_serial=max(cat.serial, state.catalog_serial or 0))
+            return state, cat, got.repo_url
+        raise AgentError("; ".join(errors) or "no release source answered")
+
+    def verified_cached_catalog(self, state: State) -> catalog_mod.Catalog:
+        """The cached catalog, verified again now (the binding every stage decision relies on)."""
+        cached = self._cached()
+        if cached is None:
+            raise AgentError("no verified catalog is cached; run a check first")
+        return self._verify(cached, state)
+
+    # ------------------------------------------------------------------ steps
+
+    def due(self, state: State) -> bool:
+        retry = _parse_iso(state.retry_after)
+        return retry is None or self.now() >= retry
+
+    def check(self, state: State, *, select_target: bool = True) -> tuple[State, str]:
+        """Fetch, verify, choose. With ``select_target`` an idle agent moves to ``selected``."""
+        now = self.now()
+        state = state.update(last_check=_iso(now))
+        try:
+            state, cat, repo = self.fetch_catalog(state)
+            booted = self.booted()
+            current = booted.version if booted else None
+            position = rollout.position(self.machine_id(), self.cfg.rollout_wariness)
+            picked = choose(cat, self.cfg.channel, current or None, now=now, position=position,
+                            denylist=state.denylist)
+        except UserError as err:
+            self._say("check_failed", f"update check failed: {err.message}", priority="warning")
+            state = state.update(last_check_result=f"failed: {err.message}")
+            return self._fail(state, "check", err), state.last_check_result
+        delay = schedule.poll_delay(self.cfg.poll_interval_seconds, self.cfg.poll_jitter_seconds, self.rng)
+        state = state.update(last_check_result=picked.reason, last_error="", failures=0,
+                             retry_after=_iso(now + timedelta(seconds=delay)))
+        if picked.release is not None and select_target and state.phase == IDLE and booted is not None:
+            rel = picked.release
+            target = Target(rel.version, rel.commit, self.cfg.channel, cat.serial)
+            state = state.update(phase=SELECTED, target=target, from_deployment=booted.id,
+                                 from_version=booted.version, staged_deployment="", snapshot="",
+                                 progress={"repo": repo}, retry_after="")
+            self._say("update_found", f"update {current} -> {rel.version} selected ({picked.reason})",
+                      version=rel.version, commit=rel.commit)
+        return self._save(state), picked.reason
+
+    def _bound_release(self, state: State) -> catalog_mod.Release:
+        """The target's release in the verified catalog: refuse anything not bound to it."""
+        assert state.target is not None
+        cat = self.verified_cached_catalog(state)
+        rel = cat.channel(state.target.channel).find(commit=state.target.checksum)
+        if rel is None:
+            raise catalog_mod.UnknownRelease(f"release {state.target.version} is no longer in the verified catalog")
+        if rel.withdrawn:
+            raise catalog_mod.UnknownRelease(f"release {state.target.version} was withdrawn")
+        catalog_mod.check_commit(rel, state.target.checksum)
+        return rel
+
+    def _abandon(self, state: State, why: str) -> State:
+        self._say("step_failed", f"abandoning update to {state.target.version if state.target else '?'}: {why}",
+                  priority="warning")
+        return self._save(state.update(phase=IDLE, target=None, staged_deployment="", progress={},
+                                       last_error=why, retry_after=""))
+
+    def download(self, state: State, *, ignore_window: bool = False) -> State:
+        assert state.target is not None
+        tz = schedule.zone(self.cfg.time_zone)
+        if not ignore_window and not schedule.in_window(self.cfg.download_windows, self.now(), tz):
+            opening = schedule.next_opening(self.cfg.download_windows, self.now(), tz)
+            return self._save(state.update(last_error="", progress={
+                **state.progress, "waiting_for_window": _iso(opening) if opening else ""}))
+        try:
+            self._bound_release(state)
+        except catalog_mod.CatalogError as err:
+            return self._abandon(state, err.message)
+        repo = str(state.progress.get("repo") or "")
+        checksum = state.target.checksum
+        started = self.now()
+        self._save(state.update(progress={"repo": repo, "state": "downloading", "started": _iso(started)}))
+        try:
+            if not self.sysroot.has_commit(checksum):
+                if "://" in repo:
+                    options = {"low-speed-limit-bytes": str(self.cfg.low_speed_limit_bytes),
+                               "low-speed-time-seconds": str(self.cfg.low_speed_time_seconds)}
+                    self.sysroot.set_remote(self.cfg.remote_name, repo, options)
+                    summary = self.sysroot.pull(self.cfg.remote_name, checksum, retries=self.cfg.pull_retries)
+                else:
+                    summary = self.sysroot.pull_local(Path(repo), checksum)
+            else:
+                summary = "already present"
+            if not self.sysroot.has_commit(checksum):
+                raise AgentError(f"commit {checksum[:12]} is incomplete after the pull")
+            version = self.sysroot.commit_version(checksum)
+            if version and version != state.target.version:
+                raise catalog_mod.CommitMismatch(f"commit {checksum[:12]} says version {version}, the catalog "
+                                                 f"says {state.target.version}")
+        except catalog_mod.CommitMismatch as err:
+            return self._abandon(state, err.message)
+        except UserError as err:
+            self._say("download_failed", f"download of {state.target.version} failed: {err.message}",
+                      priority="warning")
+            return self._fail(state.update(progress={"repo": repo, "state": "retrying"}), "download", err)
+        secs = (self.now() - started).total_seconds()
+        self._say("download_done", f"downloaded {state.target.version} ({summary})", version=state.target.version)
+        return self._save(state.update(phase=DOWNLOADED, failures=0, last_error="", retry_after="",
+                                       progress={"repo": repo, "state": "done", "summary": summary,
+                                                 "seconds": round(secs, 1)}))
+
+    def protect(self, state: State) -> State:
+        paths = self.data_paths()
+        if not paths:
+            return self._save(state.update(phase=PROTECTED, snapshot=""))
+        snap_id = state.from_deployment
+        try:
+            self.snapshots.take(snap_id, paths, min_free_bytes=self.cfg.min_free_bytes)
+        except UserError as err:
+            return self._fail(state, "protect data", err)
+        self._say("data_protected", f"snapshot {snap_id[:12]} of {', '.join(map(str, paths))} taken",
+                  snapshot=snap_id)
+        return self._save(state.update(phase=PROTECTED, snapshot=snap_id, failures=0, last_error=""))
+
+    def arm(self, state: State) -> State:
+        from greenboot import bootcount
+
+        try:
+            bootcount.arm(self.cfg.paths.grubenv, self.boot_attempts())
+        except UserError as err:
+            return self._fail(state, "arm boot counter", err)
+        return self._save(state.update(phase=ARMED))
+
+    def _target_deployment(self, state: State) -> Deployment | None:
+        assert state.target is not None
+        for d in self.sysroot.deployments():
+            if d.checksum == state.target.checksum:
+                return d
+        return None
+
+    def stage(self, state: State) -> State:
+        assert state.target is not None
+        try:
+            self._bound_release(state)
+        except catalog_mod.CatalogError as err:
+            return self._abandon(state, err.message)
+        try:
+            existing = self._target_deployment(state)
+            if existing is None or existing.index != 0:
+                booted = self.booted()
+                self.backend.stage(self.osname(booted), state.target.checksum)
+                existing = self._target_deployment(state)
+            if existing is None:
+                raise AgentError(f"deployment of {state.target.checksum[:12]} did not appear after staging")
+        except UserError as err:
+            return self._fail(state, "stage", err)
+        self._say("staged", f"{state.target.version} staged as the next boot ({self.backend.name})",
+                  version=state.target.version, deployment=existing.id)
+        return self._save(state.update(phase=STAGED, staged_deployment=existing.id, failures=0, last_error=""))
+
+    # ------------------------------------------------------------------ reboot policy
+
+    def reboot_allowed(self, state: State, *, force: bool = False) -> tuple[bool, str]:
+        """Whether the policy lets the device reboot now, and why (or why not)."""
+        if state.phase in IN_FLIGHT:
+            return False, f"not rebooting while {state.phase} work is in flight"
+        if force:
+            return True, "reboot requested"
+        strategy = self.cfg.reboot_strategy
+        if strategy == "immediate":
+            return True, "strategy immediate"
+        if strategy == "manual":
+            return (True, "reboot requested") if state.reboot_requested else \
+                (False, "waiting for `fieldshift-agent reboot` (strategy manual)")
+        if strategy == "window":
+            tz = schedule.zone(self.cfg.time_zone)
+            if schedule.in_window(self.cfg.reboot_windows, self.now(), tz):
+                return True, "inside a reboot window"
+            opening = schedule.next_opening(self.cfg.reboot_windows, self.now(), tz)
+            return False, f"waiting for the next reboot window at {_iso(opening) if opening else '?'}"
+        return True, "strategy fleet_lock"
+
+    def next_reboot_slot(self, state: State) -> str:
+        if self.cfg.reboot_strategy == "window":
+            opening = schedule.next_opening(self.cfg.reboot_windows, self.now(), schedule.zone(self.cfg.time_zone))
+            return _iso(opening) if opening else ""
+        return {"immediate": "as soon as staged", "manual": "when requested",
+                "fleet_lock": "when the lock server grants a slot"}[self.cfg.reboot_strategy]
+
+    def fleet_lock(self) -> FleetLock:
+        return FleetLock(self.cfg.fleet_lock_url, self.node_id(), self.cfg.fleet_lock_group,
+                         timeout=float(self.cfg.http_timeout_seconds))
+
+    def maybe_reboot(self, state: State, *, force: bool = False) -> State:
+        assert state.target is not None
+        version = state.target.version
+        allowed, why = self.reboot_allowed(state, force=force)
+        if not allowed:
+            if state.last_error != why:
+                self._say("reboot_deferred", why)
+            return self._save(state.update(last_error=why))
+        target = self._target_deployment(state)
+        if target is None or (target.index != 0 and not target.staged):
+            # The staged deployment vanished (e.g. a staged deploy lost to a power cut): stage again.
+            return self._save(state.update(phase=PROTECTED, staged_deployment=""))
+        if self.cfg.reboot_strategy == "fleet_lock" and not force:
+            try:
+                self.fleet_lock().lock(self.session)
+            except UserError as err:
+                return self._fail(state, "fleet lock", err)
+            state = self._save(state.update(fleet_lock_held=True))
+        from greenboot import bootcount
+
+        try:
+            # Re-arm right before the reboot: a green boot of the old deployment in between clears it.
+            bootcount.arm(self.cfg.paths.grubenv, self.boot_attempts())
+        except UserError as err:
+            return self._fail(state, "arm boot counter", err)
+        state = self._save(state.update(phase=REBOOTING, reboot_requested=False, last_error="",
+                                        reboot_boot_id=self.boot_id()))
+        self._say("reboot", f"rebooting into {version} ({why})", version=version)
+        try:
+            assert self.reboot_fn is not None
+            self.reboot_fn()
+        except UserError as err:
+            return self._fail(state.update(phase=STAGED), "reboot", err)
+        return state
+
+    # ------------------------------------------------------------------ after a boot
+
+    def reconcile(self) -> State:
+        """Early-boot step: confirm, or make a fallback permanent and restore data (before services)."""
+        state = self.store.load()
+        if state.target is None or state.phase in (IDLE, SELECTED, DOWNLOADED, PROTECTED, ARMED):
+            return state
+        booted = self.booted()
+        if booted is None:
+            return self._save(state.update(last_error="cannot tell which deployment is booted"))
+        if state.phase == REBOOTING and state.reboot_boot_id and state.reboot_boot_id == self.boot_id():
+            # Still the boot that asked for the reboot: it has not happened (yet).
+            return state
+        if booted.checksum == state.target.checksum:
+            if state.phase != CONFIRMING:
+                state = self._save(state.update(phase=CONFIRMING, last_error=""))
+            return self.confirm(state)
+        from greenboot import bootcount
+
+        target = self._target_deployment(state)
+        if state.phase in (REBOOTING, CONFIRMING):
+            fell_back = (
+                (target is not None and target.index == 0 and booted.index > 0)
+                or bootcount.read(self.cfg.paths.grubenv).fallback
+                or state.progress.get("rollback") in ("started", "restored")
+                # a non-staged deployment only vanishes when greenboot made the fallback permanent
+                or (target is None and not getattr(self.backend, "staged", True))
+            )
+            if fell_back:
+                return self.rollback_after_fallback(state, booted, target)
+        if target is None:
+            # A staged deployment never finalized (power cut before shutdown): stage it again.
+            self._say("step_failed", "the staged deployment did not survive the last boot; staging again",
+                      priority="warning")
+            return self._save(state.update(phase=PROTECTED, staged_deployment=""))
+        return state
+
+    def confirm(self, state: State) -> State:
+        from greenboot import bootcount
+
+        assert state.target is not None
+        version = state.target.version
+        count = bootcount.read(self.cfg.paths.grubenv)
+        if count.success != "1" or count.armed:
+            return self._save(state.update(last_error="waiting for greenboot to declare this boot healthy"))
+        if state.fleet_lock_held:
+            try:
+                self.fleet_lock().unlock(self.session)
+                state = state.update(fleet_lock_held=False)
+            except UserError as err:
+                self._say("step_failed", f"fleet lock release failed (will retry): {err.message}",
+                          priority="warning")
+        keep = [state.snapshot] if state.snapshot else []
+        self.snapshots.drop_except(keep)
+        result = {"result": "success", "version": version, "from_version": state.from_version,
+                  "time": _iso(self.now())}
+        self._say("update_succeeded", f"update to {version} succeeded", version=version)
+        return self._save(state.update(phase=IDLE, target=None, staged_deployment="", progress={}, last_error="",
+                                       failures=0, retry_after="", last_result=result))
+
+    def _greenboot_report(self) -> dict[str, Any]:
+        try:
+            from greenboot import report  # type: ignore[attr-defined]
+
+            rec = report.last_rollback(self.cfg.paths.greenboot_root)
+            if rec is not None:
+                return rec if isinstance(rec, dict) else dict(getattr(rec, "__dict__", {}))
+        except (ImportError, AttributeError, UserError, OSError, ValueError):
+            pass
+        boots = self.cfg.paths.greenboot_root / "var/lib/fieldshift/greenboot/boots"
+        reports = sorted(boots.glob("*.json")) if boots.is_dir() else []
+        for path in reversed(reports):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            return data if isinstance(data, dict) else {"report": data}
+        return {}
+
+    def rollback_after_fallback(self, state: State, booted: Deployment, target: Deployment | None) -> State:
+        """GRUB fell back: restore data, drop the failed deployment, denylist the release."""
+        assert state.target is not None
+        version = state.target.version
+        denylist = tuple(dict.fromkeys([*state.denylist, state.target.checksum]))
+        if state.progress.get("rollback") not in ("started", "restored"):
+            state = self._save(state.update(phase=CONFIRMING, denylist=denylist, progress={"rollback": "started"}))
+        if state.progress.get("rollback") == "started":
+            if state.snapshot and self.snapshots.exists(state.snapshot) and booted.id == state.from_deployment:
+                restored = self.snapshots.restore(state.snapshot)
+                self._say("data_restored", f"restored {', '.join(restored)} from snapshot {state.snapshot[:12]}",
+                          snapshot=state.snapshot)
+            state = self._save(state.update(progress={"rollback": "restored"}))
+        if target is not None:
+            self.backend.discard(target)
+        from greenboot import bootcount
+
+        bootcount.clear_counter(self.cfg.paths.grubenv)
+        report = self._greenboot_report()
+        result = {"result": "rolled_back", "version": version, "from_version": state.from_version,
+                  "time": _iso(self.now()), "greenboot": report}
+        self._say("rolled_back", f"update to {version} failed its boot checks; back on "
+                  f"{booted.version or booted.id[:12]}, release denylisted on this device", priority="err",
+                  version=version)
+        return self._save(state.update(phase=IDLE, target=None, staged_deployment="", progress={},
+                                       last_result=result, last_error="", retry_after=""))
+
+    # ------------------------------------------------------------------ driving
+
+    def advance(self, *, force: bool = False, reboot_now: bool = False, max_steps: int = 12) -> State:
+        """Run steps until one must wait. ``force`` ignores the poll timer and download window."""
+        state = self.store.load()
+        for _ in range(max_steps):
+            before = (state.phase, state.failures)
+            if not force and not self.due(state) and state.phase not in (STAGED, CONFIRMING):
+                return state
+            if state.phase == IDLE:
+                if state.fleet_lock_held:
+                    try:
+                        self.fleet_lock().unlock(self.session)
+                        state = self._save(state.update(fleet_lock_held=False))
+                    except UserError as err:
+                        return self._fail(state, "fleet lock release", err)
+                self.events.flush(self.session)
+                state, _ = self.check(state)
+                if state.phase == IDLE:
+                    return state
+                continue
+            if state.phase == SELECTED:
+                state = self.download(state, ignore_window=force)
+            elif state.phase == DOWNLOADED:
+                state = self.protect(state)
+            elif state.phase == PROTECTED:
+                state = self.arm(state)
+            elif state.phase == ARMED:
+                state = self.stage(state)
+            elif state.phase == STAGED:
+                state = self.maybe_reboot(state, force=reboot_now)
+                return state
+            elif state.phase in (REBOOTING, CONFIRMING):
+                return self.reconcile() if state.phase == CONFIRMING else state
+            if (state.phase, state.failures) == before or state.failures > before[1]:
+                return state
+        return state
+
+    def request_reboot(self) -> State:
+        state = self.store.load()
+        return self._save(state.update(reboot_requested=True))
+
+    def cancel(self) -> State:
+        """``rollback`` before the reboot: drop the staged deployment and denylist the release."""
+        state = self.store.load()
+        if state.target is None:
+            raise AgentError("no update in progress to roll back; the booted deployment is the only candidate")
+        target = self._target_deployment(state)
+        booted = self.booted()
+        if target is not None and (booted is None or booted.checksum != target.checksum):
+            self.backend.discard(target)
+            from greenboot import bootcount
+
+            bootcount.disarm(self.cfg.paths.grubenv)
+        result = {"result": "cancelled", "version": state.target.version, "time": _iso(self.now())}
+        self._say("rolled_back", f"update to {state.target.version} cancelled by the operator",
+                  version=state.target.version)
+        return self._save(state.update(phase=IDLE, target=None, staged_deployment="", progress={},
+                                       denylist=tuple(dict.fromkeys([*state.denylist, state.target.checksum])),
+                                       last_result=result, last_error=""))
+
+    def status(self) -> dict[str, Any]:
+        """Everything `fieldshift-agent status` shows."""
+        state = self.store.load()
+        try:
+            deployments = self.sysroot.deployments()
+            booted = self.booted()
+        except UserError as err:
+            deployments, booted = [], None
+            state = state.update(last_error=err.message)
+        pending = next((d for d in deployments if d.index == 0 and (booted is None or d.id != booted.id)), None)
+        return {
+            "phase": state.phase,
+            "channel": self.cfg.channel,
+            "booted": {"deployment": booted.id, "version": booted.version} if booted else None,
+            "pending": {"deployment": pending.id, "version": pending.version} if pending else None,
+            "deployments": [{"index": d.index, "deployment": d.id, "version": d.version, "flags": list(d.flags)}
+                            for d in deployments],
+            "target": state.target.__dict__ if state.target else None,
+            "last_check": state.last_check,
+            "last_check_result": state.last_check_result,
+            "catalog_serial": state.catalog_serial,
+            "download": state.progress,
+            "reboot_strategy": self.cfg.reboot_strategy,
+            "backend": self.cfg.backend,
+            "next_reboot_slot": self.next_reboot_slot(state) if state.target else "",
+            "retry_after": state.retry_after,
+            "failures": state.failures,
+            "last_error": state.last_error,
+            "last_result": state.last_result,
+            "denylist": list(state.denylist),
+            "events_queued": self.events.pending(),
+        }

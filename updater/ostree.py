@@ -1,0 +1,142 @@
+"""Device-side ostree: the sysroot's deployments, the agent's remote, pulls by checksum, deploys.
+
+One wrapper around the ``ostree`` CLI for the device (the builder has its own in ``builder/ostree.py``).
+Every call names the sysroot or repo explicitly, so a sysroot in a directory works like ``/``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from greenboot.errors import UserError
+from greenboot.external import ToolError, run
+
+_STATUS_RE = re.compile(r"^([* ]) (\S+) ([0-9a-f]{64})\.(\d+)(?: \(([^)]*)\))?\s*$")
+_VERSION_RE = re.compile(r"^\s+Version: (.*)$")
+
+
+class OstreeError(UserError):
+    """An ostree operation failed; the message carries ostree's own last line."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment in bootloader order (index 0 boots by default)."""
+
+    index: int
+    osname: str
+    checksum: str
+    serial: int
+    version: str = ""
+    flags: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        """``<checksum>.<serial>``: the deployment directory name, unique within an os."""
+        return f"{self.checksum}.{self.serial}"
+
+    @property
+    def rpm_ostree_id(self) -> str:
+        """The id rpm-ostree (and MicroShift's backups) use: ``<osname>-<checksum>.<serial>``."""
+        return f"{self.osname}-{self.id}"
+
+    @property
+    def staged(self) -> bool:
+        return "staged" in self.flags
+
+
+def _ostree(args: Sequence[str], *, timeout: float | None = None) -> str:
+    try:
+        return run(["ostree", *args], timeout=timeout).stdout
+    except ToolError as err:
+        raise OstreeError(f"ostree {args[0]} {args[1] if len(args) > 1 and not args[1].startswith('-') else ''}"
+                          .strip() + f" failed: {err.message.split(': ', 1)[-1]}") from err
+
+
+class Sysroot:
+    """An ostree sysroot (``/`` on a device, any directory in tests) and its system repo."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.repo = self.path / "ostree" / "repo"
+
+    def _admin(self, *args: str) -> str:
+        return _ostree(["admin", *args[:1], f"--sysroot={self.path}", *args[1:]])
+
+    def deployments(self) -> list[Deployment]:
+        """All deployments, in bootloader order."""
+        out: list[Deployment] = []
+        for line in self._admin("status").splitlines():
+            m = _STATUS_RE.match(line)
+            if m:
+                flags = tuple(f.strip() for f in (m.group(5) or "").split(",") if f.strip())
+                out.append(Deployment(len(out), m.group(2), m.group(3), int(m.group(4)), "", flags))
+                continue
+            v = _VERSION_RE.match(line)
+            if v and out:
+                last = out[-1]
+                out[-1] = Deployment(last.index, last.osname, last.checksum, last.serial, v.group(1).strip(),
+                                     last.flags)
+        return out
+
+    def deployment_of_cmdline(self, cmdline: str) -> tuple[str, str] | None:
+        """``(osname, "<checksum>.<serial>")`` named by the ``ostree=`` kernel argument, or None."""
+        for arg in cmdline.split():
+            if arg.startswith("ostree="):
+                link = self.path / arg[len("ostree="):].lstrip("/")
+                try:
+                    target = link.resolve(strict=True)
+                except (OSError, RuntimeError):
+                    return None
+                if target.parent.name == "deploy" and target.parent.parent.parent.name == "deploy":
+                    return target.parent.parent.name, target.name
+                return None
+        return None
+
+    def has_commit(self, checksum: str) -> bool:
+        """True when the commit and all its objects are in the local repo (no partial pull)."""
+        if (self.repo / "state" / f"{checksum}.commitpartial").exists():
+            return False
+        return (self.repo / "objects" / checksum[:2] / f"{checksum[2:]}.commit").exists()
+
+    def commit_version(self, checksum: str) -> str:
+        out = _ostree(["show", f"--repo={self.repo}", "--print-metadata-key=version", checksum])
+        return out.strip().strip("'")
+
+    def set_remote(self, name: str, url: str, options: Mapping[str, str]) -> None:
+        """Create or replace the agent's remote (no GPG: trust comes from the signed catalog)."""
+        sets = [f"--set={k}={v}" for k, v in sorted(options.items())]
+        _ostree(["remote", "add", f"--repo={self.repo}", "--force", "--no-gpg-verify", *sets, name, url])
+
+    def pull(self, remote: str, checksum: str, *, retries: int, timeout: float | None = None) -> str:
+        """Fetch ``checksum`` from ``remote`` (static delta when the summary offers one).
+
+        Objects already in the repo, including those of an interrupted pull, are never fetched again.
+        Returns ostree's summary line (objects and bytes transferred).
+        """
+        out = _ostree(["pull", f"--repo={self.repo}", f"--network-retries={retries}", remote, checksum],
+                      timeout=timeout)
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+    def pull_local(self, source_repo: Path, checksum: str) -> str:
+        """Import ``checksum`` from a repository on disk (a release directory or an unpacked bundle)."""
+        out = _ostree(["pull-local", f"--repo={self.repo}", str(source_repo), checksum])
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+    def deploy(self, osname: str, checksum: str, *, stage: bool) -> None:
+        """Make ``checksum`` the new default deployment (``--stage``: finalized at shutdown by systemd)."""
+        args = ["deploy", f"--os={osname}"]
+        if stage:
+            args.append("--stage")
+        self._admin(*args, checksum)
+
+    def undeploy(self, index: int) -> None:
+        self._admin("undeploy", str(index))
+
+    def cleanup(self) -> None:
+        self._admin("cleanup")
