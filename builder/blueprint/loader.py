@@ -9,10 +9,11 @@ import dataclasses
 import hashlib
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from builder.blueprint import imagetypes, rules, shacrypt, template
 from builder.blueprint.errors import BlueprintError
@@ -20,6 +21,8 @@ from builder.blueprint.models import Blueprint, User
 from builder.blueprint.parse import Context, Converter
 
 REPRODUCIBLE_ENV = "SOURCE_DATE_EPOCH"
+# osbuild builds for the host distro when a blueprint names none; a build host here is not one.
+DEFAULT_DISTRO = "rhel-9"
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 _TOML_END = re.compile(r"\s*\(at end of document\)$")
 
@@ -90,6 +93,7 @@ def load(
     blueprint = dataclasses.replace(
         blueprint,
         customizations=dataclasses.replace(blueprint.customizations, present=present),
+        distro=rules.canonical_distro(blueprint.distro) if blueprint.distro else DEFAULT_DISTRO,
         image_type=kind.name,
         source_digest=digest,
         source_path=file,

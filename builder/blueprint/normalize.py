@@ -7,22 +7,28 @@ keys keep osbuild's spelling (``tls-verify``, ``containers-storage``).
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import toml
-
 from builder.blueprint.models import Blueprint, public_fields, toml_key
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def to_data(value: Any) -> Any:
-    """Plain dicts, lists and scalars for a model (TOML keys, ``None`` and empty tables dropped)."""
+    """Plain dicts, lists and scalars for a model, keyed like the TOML.
+
+    ``None``, empty strings, empty arrays and empty tables are left out; every other value,
+    defaults included, is kept so the output shows what fieldshift will build.
+    """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out: dict[str, Any] = {}
         for f in public_fields(type(value)):
             item = to_data(getattr(value, f.name))
-            if item is None or item == {}:
+            if item is None or (isinstance(item, (str, list, dict)) and not item):
                 continue
             out[toml_key(f)] = item
         return out
@@ -47,4 +53,44 @@ def to_json_data(blueprint: Blueprint) -> dict[str, Any]:
 
 def to_toml(blueprint: Blueprint) -> str:
     """The normalized blueprint as TOML text (loadable again with :func:`builder.blueprint.load`)."""
-    return toml.dumps(to_data(blueprint))
+    lines: list[str] = []
+    _emit_table(lines, [], to_data(blueprint))
+    return "\n".join(lines).strip() + "\n"
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _emit_table(lines: list[str], prefix: list[str], table: dict[str, Any]) -> None:
+    """Scalars and inline arrays first, then sub-tables, then arrays of tables (TOML's ordering rule)."""
+    for k, v in table.items():
+        if not isinstance(v, dict) and not _is_table_array(v):
+            lines.append(f"{_key(k)} = {_value(v)}")
+    for k, v in table.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{'.'.join(_key(p) for p in prefix + [k])}]"]
+            _emit_table(lines, prefix + [k], v)
+    for k, v in table.items():
+        if _is_table_array(v):
+            for item in v:
+                lines += ["", f"[[{'.'.join(_key(p) for p in prefix + [k])}]]"]
+                _emit_table(lines, prefix + [k], item)
+
+
+def _key(name: str) -> str:
+    return name if _BARE_KEY.match(name) else json.dumps(name)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))

@@ -174,7 +174,8 @@ class Converter:
             unit = m.group(2).lower() if m else ""
             if m and (unit in _SIZE_UNITS or unit == ""):
                 return int(m.group(1)) * _SIZE_UNITS.get(unit, 1)
-            raise self.error(path, f'invalid size {_shown(raw)}: use bytes or a number with a unit ("10 GiB", "512 MiB")')
+            hint = 'use bytes or a number with a unit ("10 GiB", "512 MiB")'
+            raise self.error(path, f"invalid size {_shown(raw)}: {hint}")
         raise self.error(path, f"expected an integer or a size string, got {describe(raw)} ({_shown(raw)})")
 
     @staticmethod

@@ -32,7 +32,7 @@ def parse_var(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep or not _VAR_NAME.match(name):
-        raise BlueprintError(f'--var "{text}": expected KEY=VALUE with KEY a letter or _ followed by letters, digits, _')
+        raise BlueprintError(f'--var "{text}": expected KEY=VALUE, KEY made of letters, digits and _')
     return name, value
 
 
