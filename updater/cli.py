@@ -1,0 +1,208 @@
+"""The ``fieldshift-agent`` command line: status, check, update, reboot, rollback, run, reconcile.
+
+``run`` is the systemd service (Type=notify, watchdog); ``reconcile`` the early-boot unit. Every other
+command either does its work itself (taking the agent lock) or, when the service holds the lock,
+leaves a request in ``<state_dir>/requests/`` that the service acts on within a second.
+argparse rather than click keeps the resident service small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from greenboot import atomic
+from greenboot.errors import UserError, guarded
+from updater import config as config_mod
+from updater.agent import Agent
+from updater.lock import AgentLock, AlreadyRunning
+from updater.notify import Notifier
+
+PROG = "fieldshift-agent"
+REQUESTS = ("reboot", "update-now", "check")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Apply signed fieldshift releases to this device safely.")
+    p.add_argument("--config", action="append", type=Path, metavar="FILE",
+                   help="read this TOML file instead of the drop-in directories (repeatable, later wins)")
+    p.add_argument("--debug", action="store_true", help="log external commands and show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("status", help="current and pending deployment, progress, policy, last result")
+    s.add_argument("--json", action="store_true")
+    c = sub.add_parser("check", help="fetch and verify the catalog; say what would be applied")
+    c.add_argument("--json", action="store_true")
+    u = sub.add_parser("update", help="check, download, protect data and stage now (reboot by policy)")
+    u.add_argument("--now", action="store_true", help="also reboot right away, whatever the policy")
+    u.add_argument("--from-bundle", type=Path, metavar="FILE", help="apply an offline bundle file")
+    sub.add_parser("reboot", help="allow the pending reboot now (strategy manual) or perform it")
+    sub.add_parser("rollback", help="cancel a staged update and denylist it on this device")
+    sub.add_parser("run", help="the service: poll, apply, confirm (systemd Type=notify)")
+    sub.add_parser("reconcile", help="early-boot step: confirm the update or make a rollback stick")
+    return p
+
+
+def _load(args: argparse.Namespace) -> config_mod.AgentConfig:
+    return config_mod.load(args.config) if args.config else config_mod.load()
+
+
+def _print_status(info: dict[str, Any]) -> None:
+    booted = info.get("booted") or {}
+    pending = info.get("pending") or {}
+    target = info.get("target") or {}
+    rows = [
+        ("phase", info["phase"]),
+        ("channel", info["channel"]),
+        ("booted", f"{booted.get('version', '?')} ({booted.get('deployment', '?')[:12]})" if booted else "unknown"),
+        ("pending", f"{pending.get('version')} ({pending.get('deployment', '')[:12]})" if pending else "none"),
+        ("target", f"{target.get('version')} ({target.get('checksum', '')[:12]})" if target else "none"),
+        ("last check", f"{info['last_check'] or 'never'}: {info['last_check_result'] or '-'}"),
+        ("download", json.dumps(info["download"]) if info["download"] else "-"),
+        ("reboot policy", info["reboot_strategy"] + (f", next slot {info['next_reboot_slot']}"
+                                                      if info["next_reboot_slot"] else "")),
+        ("last error", info["last_error"] or "-"),
+        ("last result", json.dumps({k: v for k, v in info["last_result"].items() if k != "greenboot"})
+         if info["last_result"] else "-"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+def _request(cfg: config_mod.AgentConfig, name: str) -> None:
+    atomic.write_text(cfg.paths.state_dir / "requests" / name, f"{os.getpid()}\n", mode=0o600)
+    print(f"{PROG}: the running agent will {name.replace('-', ' ')} shortly", file=sys.stderr)
+
+
+def _take_requests(cfg: config_mod.AgentConfig) -> set[str]:
+    found = set()
+    for name in REQUESTS:
+        path = cfg.paths.state_dir / "requests" / name
+        if path.exists():
+            path.unlink()
+            found.add(name)
+    return found
+
+
+def _unpack_bundle(bundle: Path, dest: Path) -> Path:
+    """Unpack an offline bundle with the releases helper's reader; returns the release directory."""
+    import importlib
+
+    bundle_mod = importlib.import_module("updater.bundle")
+    return Path(bundle_mod.extract(bundle, dest))
+
+
+def _update(cfg: config_mod.AgentConfig, args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="fieldshift-bundle-", dir=cfg.paths.state_dir) as tmp:
+        source = _unpack_bundle(args.from_bundle, Path(tmp)) if args.from_bundle else None
+        agent = Agent(cfg, bundle_dir=source)
+        state = agent.advance(force=True, reboot_now=args.now)
+    print(f"phase {state.phase}: {state.last_error or state.last_check_result or 'done'}")
+    return 0 if not state.last_error or state.phase in ("staged", "rebooting") else 1
+
+
+def _serve(cfg: config_mod.AgentConfig) -> int:
+    """The service loop: reconcile, READY=1, then advance whenever due; watchdog pings throughout."""
+    notifier = Notifier()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    agent = Agent(cfg)
+    heartbeat = [time.monotonic()]
+    tick = 1.0
+    if notifier.watchdog_seconds:
+        # A step (a long pull) may outlast the watchdog; the pinger vouches for the loop only while the
+        # loop itself shows signs of life or a step is running with a bound.
+        def pinger() -> None:
+            while not stop.wait(notifier.watchdog_seconds / 3):
+                if time.monotonic() - heartbeat[0] < max(notifier.watchdog_seconds, 6 * 3600):
+                    notifier.watchdog()
+
+        threading.Thread(target=pinger, name="watchdog", daemon=True).start()
+    state = agent.reconcile()
+    notifier.ready(f"phase {state.phase}")
+    while not stop.is_set():
+        requests_ = _take_requests(cfg)
+        if "reboot" in requests_:
+            agent.request_reboot()
+        force = bool(requests_ & {"update-now", "check"})
+        state = agent.advance(force=force, reboot_now="update-now" in requests_)
+        heartbeat[0] = time.monotonic()
+        notifier.status(f"phase {state.phase}" + (f": {state.last_error}" if state.last_error else ""))
+        stop.wait(tick)
+    notifier.stopping()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(guarded(lambda: _main(args_list), debug=debug, prog=PROG))
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    cfg = _load(args)
+    if args.command == "status":
+        info = Agent(cfg).status()
+        if args.json:
+            print(json.dumps(info, indent=2, sort_keys=True))
+        else:
+            _print_status(info)
+        return 0
+    lock = AgentLock(cfg.paths.state_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        if args.command in ("reboot", "check") or (args.command == "update" and not args.from_bundle):
+            _request(cfg, {"reboot": "reboot", "check": "check"}.get(args.command,
+                                                                      "update-now" if getattr(args, "now", False)
+                                                                      else "check"))
+            return 0
+        raise
+    try:
+        agent = Agent(cfg)
+        if args.command == "check":
+            state, reason = agent.check(agent.store.load(), select_target=False)
+            if args.json:
+                print(json.dumps({"result": reason, "catalog_serial": state.catalog_serial,
+                                  "error": state.last_error}, indent=2))
+            else:
+                print(reason)
+            return 1 if state.last_error else 0
+        if args.command == "update":
+            return _update(cfg, args)
+        if args.command == "reboot":
+            state = agent.store.load()
+            if state.phase != "staged":
+                raise UserError(f"nothing to reboot into (phase {state.phase})")
+            state = agent.maybe_reboot(state, force=True)
+            return 0 if state.phase == "rebooting" else 1
+        if args.command == "rollback":
+            state = agent.cancel()
+            print(f"update {state.last_result.get('version')} cancelled and denylisted")
+            return 0
+        if args.command == "reconcile":
+            state = agent.reconcile()
+            print(f"phase {state.phase}" + (f": {state.last_error}" if state.last_error else ""))
+            return 0
+        if args.command == "run":
+            return _serve(cfg)
+    finally:
+        lock.release()
+    return 2
+
+
+if __name__ == "__main__":
+    main()
