@@ -1,0 +1,204 @@
+"""The ``ostree`` command line, wrapped for the builder: init, commit, rev-parse, show, ls, cat, checkout.
+
+Device-side ostree calls live in ``updater/ostree.py``; this module is only used at build time.
+Metadata values are passed as GVariant text (:func:`gvariant`), as ``ostree commit --add-metadata``
+takes them.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from greenboot.errors import UserError
+from greenboot.external import ToolError, run
+
+
+class OstreeError(UserError):
+    """An ostree repository operation failed."""
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """What ``ostree show`` says about a commit."""
+
+    checksum: str
+    content_checksum: str
+    parent: str | None
+    version: str | None
+    timestamp: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of ``ostree ls``: type (``-``, ``d``, ``l``), mode, owner ids, size, path, symlink target."""
+
+    kind: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    path: str
+    target: str = ""
+
+
+def gvariant(value: Any) -> str:
+    """GVariant text for a str, bool, int, or list/tuple of those (tuples become GVariant tuples)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"int64 {value}"
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+        return f"'{escaped}'"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(gvariant(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, list):
+        if not value:
+            return "@as []"
+        return "[" + ", ".join(gvariant(v) for v in value) + "]"
+    raise TypeError(f"no GVariant text form for {type(value).__name__}")
+
+
+def _ostree(repo: Path, *args: str, check: bool = True) -> str:
+    try:
+        return run(["ostree", *args, f"--repo={repo}"], check=check).stdout
+    except ToolError as err:
+        raise OstreeError(f"ostree {args[0]} in {repo} failed: {err.stderr.strip().splitlines()[-1:]}") from err
+
+
+def ensure_repo(repo: Path, mode: str = "archive") -> None:
+    """Create an ostree repository at ``repo`` unless one is there already."""
+    if (repo / "config").exists() and (repo / "objects").is_dir():
+        return
+    repo.mkdir(parents=True, exist_ok=True)
+    if any(repo.iterdir()):
+        raise OstreeError(f"{repo} is not empty and not an ostree repository; pass an empty or existing repo")
+    _ostree(repo, "init", f"--mode={mode}")
+
+
+def rev_parse(repo: Path, ref: str) -> str | None:
+    """The commit a ref (or a commit id) names, or ``None`` when it does not exist."""
+    proc = run(["ostree", "rev-parse", f"--repo={repo}", ref], check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def commit(
+    repo: Path,
+    tree: Path,
+    *,
+    ref: str | None,
+    subject: str,
+    metadata: Mapping[str, Any],
+    timestamp: int,
+    parent: str | None = None,
+    consume: bool = False,
+) -> str:
+    """Commit ``tree`` (owners and modes as on disk) and move ``ref`` to it; returns the checksum.
+
+    ostree writes the ref only after every object is stored, so a failure never leaves a half-written
+    ref. ``timestamp`` (seconds since the epoch) makes the commit object reproducible.
+    """
+    when = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    argv = ["commit", f"--tree=dir={tree}", f"--timestamp={when}", f"--subject={subject}"]
+    argv.append(f"--branch={ref}" if ref else "--orphan")
+    if parent:
+        argv.append(f"--parent={parent}")
+    if consume:
+        argv.append("--consume")
+    for key in sorted(metadata):
+        value = metadata[key]
+        if isinstance(value, str):
+            argv.append(f"--add-metadata-string={key}={value}")
+        else:
+            argv.append(f"--add-metadata={key}={gvariant(value)}")
+    return _ostree(repo, *argv).strip()
+
+
+def set_ref(repo: Path, ref: str, checksum: str) -> None:
+    """Point ``ref`` at ``checksum`` (creating or moving it)."""
+    _ostree(repo, "refs", "--force", f"--create={ref}", checksum)
+
+
+def show(repo: Path, rev: str) -> CommitInfo:
+    """Parse ``ostree show`` of a commit."""
+    checksum = rev_parse(repo, rev)
+    if checksum is None:
+        raise OstreeError(f'"{rev}" is neither a ref nor a commit in {repo}')
+    text = _ostree(repo, "show", checksum)
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if ":" in line and not line.startswith(" "):
+            k, _, v = line.partition(":")
+            fields[k.strip()] = v.strip()
+    parent = rev_parse(repo, f"{checksum}^")
+    return CommitInfo(
+        checksum=checksum,
+        content_checksum=fields.get("ContentChecksum", ""),
+        parent=parent,
+        version=fields.get("Version"),
+        timestamp=fields.get("Date", ""),
+    )
+
+
+def metadata_value(repo: Path, rev: str, key: str) -> Any:
+    """A commit metadata value parsed from its GVariant text (``None`` when the key is absent)."""
+    proc = run(["ostree", "show", f"--repo={repo}", f"--print-metadata-key={key}", rev], check=False)
+    if proc.returncode != 0:
+        return None
+    text = proc.stdout.strip()
+    if text.startswith("@"):
+        text = text.split(" ", 1)[1]
+    text = text.replace("<", "").replace(">", "")
+    for prefix in ("uint64 ", "int64 ", "uint32 ", "int32 "):
+        text = text.replace(prefix, "")
+    text = text.replace("true", "True").replace("false", "False")
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def ls(repo: Path, rev: str, path: str = "/", *, recursive: bool = False) -> list[Entry]:
+    """``ostree ls`` of ``path`` in a commit: the entry itself for files, the children for directories."""
+    argv = ["ls", rev, path]
+    if recursive:
+        argv.insert(1, "-R")
+    out = _ostree(repo, *argv)
+    entries = []
+    for line in out.splitlines():
+        parts = line.split(None, 4)
+        if len(parts) < 5:
+            continue
+        kind_mode, uid, gid, size, rest = parts
+        name, _, target = rest.partition(" -> ")
+        entries.append(Entry(kind_mode[0], int(kind_mode[1:], 8), int(uid), int(gid), int(size), name, target))
+    return entries
+
+
+def cat(repo: Path, rev: str, path: str) -> str:
+    """The text of a file in a commit."""
+    return _ostree(repo, "cat", rev, path)
+
+
+def exists(repo: Path, rev: str, path: str) -> bool:
+    """Whether ``path`` exists in the commit."""
+    return run(["ostree", "ls", f"--repo={repo}", "-d", rev, path], check=False).returncode == 0
+
+
+def checkout(repo: Path, rev: str, dest: Path, *, subpath: str | None = None, user_mode: bool = False) -> None:
+    """Check out a commit (or ``subpath`` of it) into ``dest``, hardlinking from the repo where possible."""
+    argv = ["checkout", "--force-copy-zerosized" if not user_mode else "-U"]
+    if subpath:
+        argv.append(f"--subpath={subpath}")
+    argv += [rev, os.fspath(dest)]
+    _ostree(repo, *argv)
+
+
+def refs(repo: Path) -> Sequence[str]:
+    """All refs in the repository."""
+    return [r for r in _ostree(repo, "refs").splitlines() if r]

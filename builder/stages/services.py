@@ -1,0 +1,65 @@
+"""systemd units enabled, disabled or masked in the tree with ``systemctl --root``.
+
+``systemctl --root`` follows each unit's own ``[Install]`` section (WantedBy, Alias, Also) and only
+writes symlinks under ``/etc/systemd/system``; it runs no code from the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.blueprint.models import Services
+from builder.stages import StageError
+from greenboot.external import ToolError, run
+
+UNIT_DIRS = ("etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system", "usr/lib/systemd/user")
+
+
+@dataclass(frozen=True)
+class ServicesOptions:
+    """The blueprint's services plus units the builder itself enables (the agent, greenboot)."""
+
+    services: Services = Services()
+    extra_enabled: tuple[str, ...] = ()
+
+
+def _unit_name(name: str) -> str:
+    return name if "." in name else f"{name}.service"
+
+
+def _exists(root: Path, unit: str) -> bool:
+    if any((root / d / unit).exists() or (root / d / unit).is_symlink() for d in UNIT_DIRS):
+        return True
+    if "@" in unit:  # instance of a template unit
+        prefix, _, rest = unit.partition("@")
+        template = f"{prefix}@.{rest.rsplit('.', 1)[-1]}"
+        return any((root / d / template).exists() for d in UNIT_DIRS)
+    return False
+
+
+def _systemctl(root: Path, verb: str, unit: str, where: str) -> None:
+    try:
+        run(["systemctl", f"--root={root}", "--no-reload", verb, unit])
+    except ToolError as err:
+        raise StageError(f'{where}: systemctl {verb} {unit} failed: {err.stderr.strip() or err}') from err
+
+
+def apply(root: Path, options: ServicesOptions) -> None:
+    """Enable, then disable, then mask (the order osbuild's systemd stage uses)."""
+    svc = options.services
+    for key, names in (("enabled", svc.enabled), ("disabled", svc.disabled)):
+        for i, name in enumerate(names):
+            unit = _unit_name(name)
+            if not _exists(root, unit):
+                raise StageError(
+                    f'customizations.services.{key}[{i}]: unit "{unit}" is not in the image; add its package'
+                )
+    for unit in options.extra_enabled:
+        _systemctl(root, "enable", _unit_name(unit), "fieldshift")
+    for i, name in enumerate(svc.enabled):
+        _systemctl(root, "enable", _unit_name(name), f"customizations.services.enabled[{i}]")
+    for i, name in enumerate(svc.disabled):
+        _systemctl(root, "disable", _unit_name(name), f"customizations.services.disabled[{i}]")
+    for i, name in enumerate(svc.masked):
+        _systemctl(root, "mask", _unit_name(name), f"customizations.services.masked[{i}]")
