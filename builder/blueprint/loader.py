@@ -106,7 +106,7 @@ def load(
 
 
 def _hash_passwords(blueprint: Blueprint, reproducible: bool) -> Blueprint:
-    """Replace plain passwords with ``$6$`` hashes; drop empty ones (osbuild's CryptPasswords)."""
+    """Replace plain passwords with ``$6$`` hashes, drop empty ones (osbuild's CryptPasswords), trim homes."""
     users: list[User] = []
     for user in blueprint.customizations.user:
         password = user.password
@@ -117,6 +117,7 @@ def _hash_passwords(blueprint: Blueprint, reproducible: bool) -> Blueprint:
             if reproducible:
                 salt = shacrypt.salt_from(f"{blueprint.source_digest}\0{user.name}".encode())
             password = shacrypt.hash_password(password, salt)
-        users.append(dataclasses.replace(user, password=password))
+        home = user.home.rstrip("/") or "/" if user.home is not None else None  # as osbuild's GetUsers
+        users.append(dataclasses.replace(user, password=password, home=home))
     customizations = dataclasses.replace(blueprint.customizations, user=tuple(users))
     return dataclasses.replace(blueprint, customizations=customizations)

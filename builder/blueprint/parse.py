@@ -106,9 +106,8 @@ class Converter:
         for name in table:
             alias = _ALIASES.get((cls.__name__, name))
             if name not in fields and alias is None:
-                raise self.error(
-                    join(path, name), f"unknown key{suggestion(name, fields)} (allowed: {', '.join(sorted(fields))})"
-                )
+                hint = suggestion(name, fields) or f" (allowed: {', '.join(sorted(fields))})"
+                raise self.error(join(path, name), f"unknown key{hint}")
         values: dict[str, Any] = {}
         for name, f in fields.items():
             sub = join(path, name)
