@@ -33,9 +33,15 @@ def _register() -> None:
     from builder.blueprint.commands import blueprint
 
     cli.add_command(blueprint)
+    from builder.compose_commands import register as register_compose
+
+    register_compose(cli, blueprint)
     from builder.keys import keys
 
     cli.add_command(keys)
+    from builder.publish import publish_command
+
+    cli.add_command(publish_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,75 @@
+"""Content-addressed cache of installed package trees, keyed by the resolved package set's digest.
+
+A tree is built in a temp directory and renamed into place only when the install succeeded, so the
+cache never holds a half-installed tree. Builds get a private copy (``cp -a --reflink=auto``: instant
+on btrfs/xfs, a plain copy elsewhere) because stages rewrite files in place. Old entries are pruned
+by last use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from greenboot.external import run
+
+
+class TreeCache:
+    """Installed trees under ``root/trees/<digest>``."""
+
+    def __init__(self, root: Path, keep: int = 4) -> None:
+        self.root = root
+        self.keep = keep
+
+    def path(self, key: str) -> Path:
+        return self.root / "trees" / key
+
+    def get(self, key: str) -> Path | None:
+        """The cached tree for ``key`` (its use time refreshed), or ``None``."""
+        path = self.path(key)
+        if (path / ".complete").exists():
+            os.utime(path / ".complete")
+            return path
+        return None
+
+    def populate(self, key: str, fill: Callable[[Path], None]) -> Path:
+        """Build the tree for ``key`` with ``fill(tmpdir)`` and publish it atomically."""
+        trees = self.root / "trees"
+        trees.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=trees))
+        try:
+            fill(tmp / "tree")
+            (tmp / "tree" / ".complete").touch()
+            dest = self.path(key)
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.rename(tmp / "tree", dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.prune()
+        return dest
+
+    def copy_to(self, key: str, dest: Path) -> None:
+        """A private, writable copy of the cached tree at ``dest`` (which must not exist)."""
+        src = self.get(key)
+        if src is None:
+            raise KeyError(key)
+        run(["cp", "-a", "--reflink=auto", str(src), str(dest)])
+        (dest / ".complete").unlink()
+
+    def prune(self) -> None:
+        """Drop all but the ``keep`` most recently used trees, and stale temp dirs."""
+        trees = self.root / "trees"
+        if not trees.is_dir():
+            return
+        done = sorted((p for p in trees.iterdir() if (p / ".complete").exists()),
+                      key=lambda p: (p / ".complete").stat().st_mtime, reverse=True)
+        for old in done[self.keep:]:
+            shutil.rmtree(old, ignore_errors=True)
+        for stale in trees.glob(".*"):
+            if time.time() - stale.stat().st_mtime > 24 * 3600:
+                shutil.rmtree(stale, ignore_errors=True)

@@ -1,0 +1,344 @@
+"""The compose pipeline: blueprint -> depsolve -> (cached) install -> customization stages -> ostree prep -> commit.
+
+``build(request, progress)`` runs it and returns a :class:`BuildResult`. Depsolve comes first, so a
+missing package fails in about a second naming its blueprint entry. The input hash covers the
+rendered blueprint, the exact package set (with package checksums), every file the blueprint
+references, the distro, ref and the builder's own stage code; when the ref's current commit carries
+the same ``rpmostree.inputhash`` nothing is rebuilt (rpm-ostree's "No apparent changes"). The
+installed tree is cached by package-set digest, so a customization-only change skips dnf entirely.
+On any error the work tree is removed (``keep_tree`` keeps it) and the ref is untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from builder import backends, distro, ostree
+from builder.backends import PackageRequest, PackageSet, PackageSpec, RepositoryError
+from builder.blueprint import Blueprint, load
+from builder.cache import TreeCache
+from builder.outputs import CommitOutput, write_outputs
+from builder.stages import (
+    commit,
+    containers,
+    files,
+    firewall,
+    kernel,
+    microshift,
+    ostree_prep,
+    passwd_preserve,
+    repositories,
+    services,
+    sysusers,
+    system,
+    users,
+)
+from builder.stages import fieldshift as fieldshift_stage
+from greenboot.errors import UserError
+
+log = logging.getLogger("fieldshift.compose")
+Progress = Callable[[str], None]
+STAGE_SOURCES = Path(__file__).resolve().parent
+DBPATHS = {"fedora-41": "/usr/lib/sysimage/rpm"}
+
+
+class ComposeError(UserError):
+    """The build cannot go on (bad arguments, an unusable ostree repo, disk full …)."""
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Arguments of ``fieldshift build``."""
+
+    blueprint: Path
+    repos: tuple[Path, ...]
+    ostree_repo: Path
+    ref: str | None = None
+    parent: str | None = None
+    variables: Mapping[str, str] = field(default_factory=dict)
+    output: Path | None = None
+    keep_tree: bool = False
+    cache_dir: Path | None = None
+    source_date_epoch: int | None = None
+    image_type: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build produced (``reused``: the ref already had a commit with the same input hash)."""
+
+    ref: str
+    commit: str
+    parent: str | None
+    version: str
+    inputhash: str
+    content_checksum: str
+    reused: bool
+    tree_cache_hit: bool
+    packages: tuple[str, ...]
+    kernel: str
+    outputs: tuple[str, ...] = ()
+    kept_tree: str | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["package_count"] = len(self.packages)
+        return d
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/fieldshift/compose`` (``~/.cache/...``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fieldshift" / "compose"
+
+
+def repo_files(paths: tuple[Path, ...]) -> tuple[Path, ...]:
+    """``--repos`` arguments expanded: a ``.repo`` file, or every ``*.repo`` in a directory."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(p.glob("*.repo"))
+            if not found:
+                raise RepositoryError(f"--repos {p}: the directory has no *.repo files")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise RepositoryError(f"--repos {p}: no such file or directory")
+    return tuple(out)
+
+
+def package_specs(bp: Blueprint, d: distro.Distro) -> tuple[PackageSpec, ...]:
+    """Distro base packages, then the blueprint's packages, modules and groups, each naming its origin."""
+    kernel_name = bp.customizations.kernel.name if bp.customizations.kernel else d.kernel_package
+    base = [kernel_name if n == d.kernel_package else n for n in d.base_packages]
+    specs = [PackageSpec(n, f'distro {d.name} base package "{n}"') for n in base]
+    specs += [PackageSpec(p.spec, f'packages[{i}] "{p.spec}"') for i, p in enumerate(bp.packages)]
+    specs += [PackageSpec(m.spec, f'modules[{i}] "{m.spec}"') for i, m in enumerate(bp.modules)]
+    specs += [PackageSpec(f"@{g.name}", f'groups[{i}] "{g.name}"') for i, g in enumerate(bp.groups)]
+    seen: set[str] = set()
+    unique = []
+    for s in specs:
+        if s.spec not in seen:
+            seen.add(s.spec)
+            unique.append(s)
+    return tuple(unique)
+
+
+def _blueprint_repo_files(bp: Blueprint, cache: Path) -> tuple[Path, ...]:
+    """The blueprint's ``install_from`` repositories as .repo files (content-named, so stable)."""
+    wanted = [r for r in bp.customizations.repositories if r.install_from]
+    if not wanted:
+        return ()
+    text = "\n".join(repositories.repo_text(r) for r in wanted)
+    path = cache / "blueprint-repos" / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.repo"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(text)
+    return (path,)
+
+
+def _digest_path(h: Any, path: Path) -> None:
+    if path.is_file():
+        h.update(path.read_bytes())
+    elif path.is_dir():
+        for p in sorted(path.rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts:
+                h.update(str(p.relative_to(path)).encode() + b"\0" + p.read_bytes())
+
+
+def input_hash(bp: Blueprint, pkgset: PackageSet, ref: str, extra: Mapping[str, str]) -> str:
+    """sha256 over everything that decides the commit's content (see the module docstring)."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"blueprint": bp.source_digest, "packages": pkgset.digest, "ref": ref, **extra},
+                        sort_keys=True).encode())
+    base = bp.source_path.resolve().parent if bp.source_path else Path(".")
+    referenced = [base / f.uri.removeprefix("file://") for f in bp.customizations.files if f.uri]
+    referenced += list(bp.fieldshift.trusted_keys) + list(bp.fieldshift.microshift.manifests)
+    referenced += [base / c.source.split(":", 2)[1] for c in bp.containers if ":" in c.source]
+    for path in referenced:
+        h.update(str(path).encode())
+        _digest_path(h, path)
+    for src in ("compose.py", "stages", "ostree.py"):
+        _digest_path(h, STAGE_SOURCES / src)
+    if bp.fieldshift.install_agent or bp.fieldshift.install_greenboot:
+        _digest_path(h, fieldshift_stage.PROJECT / "greenboot")
+    if bp.fieldshift.install_agent:
+        _digest_path(h, fieldshift_stage.PROJECT / "updater")
+    return h.hexdigest()
+
+
+def _parent_accounts(repo: Path, parent: str | None) -> passwd_preserve.PasswdPreserveOptions:
+    if parent is None:
+        return passwd_preserve.PasswdPreserveOptions()
+    lines: dict[str, list[str]] = {"passwd": [], "group": []}
+    for name in lines:
+        for path in (f"/usr/etc/{name}", f"/usr/lib/{name}"):
+            if ostree.exists(repo, parent, path):
+                lines[name] += [x for x in ostree.cat(repo, parent, path).splitlines() if x.strip()]
+    return passwd_preserve.PasswdPreserveOptions(tuple(lines["passwd"]), tuple(lines["group"]))
+
+
+def customize(tree: Path, bp: Blueprint, parent_accounts: passwd_preserve.PasswdPreserveOptions,
+              progress: Progress) -> tuple[str, ...]:
+    """Apply every customization stage to ``tree`` in order; returns the kernel arguments."""
+    c = bp.customizations
+    base = bp.source_path.resolve().parent if bp.source_path else Path(".")
+    progress("applying customizations")
+    passwd_preserve.apply(tree, parent_accounts)
+    sysusers.apply(tree)
+    users.apply(tree, users.UsersOptions(users=c.users, groups=c.group))
+    tz = c.timezone
+    system.apply(tree, system.SystemOptions(
+        hostname=c.hostname, timezone=tz.timezone if tz else None, ntpservers=tz.ntpservers if tz else (),
+        languages=c.locale.languages if c.locale else (), keyboard=c.locale.keyboard if c.locale else None,
+    ))
+    repositories.apply(tree, repositories.RepositoriesOptions(c.repositories))
+    files.apply(tree, files.FilesOptions(c.directories, c.files, base))
+    firewall.apply(tree, firewall.FirewallOptions(c.firewall))
+    kargs = kernel.apply(tree, kernel.KernelOptions(c.kernel.append if c.kernel else ""))
+    containers.apply(tree, containers.ContainersOptions(bp.containers, base))
+    fs = bp.fieldshift
+    microshift.apply(tree, microshift.MicroshiftOptions(dict(fs.microshift.config), fs.microshift.manifests))
+    units = fieldshift_stage.apply(tree, fieldshift_stage.FieldshiftOptions(
+        channel=fs.channel, release_url=fs.release_url, trusted_keys=fs.trusted_keys,
+        install_agent=fs.install_agent, install_greenboot=fs.install_greenboot, agent=dict(fs.agent),
+        max_boot_attempts=fs.greenboot.max_boot_attempts,
+        disabled_healthchecks=fs.greenboot.disabled_healthchecks,
+        watchdog_check_enabled=fs.greenboot.watchdog_check_enabled,
+        watchdog_grace_period=fs.greenboot.watchdog_grace_period,
+    ))
+    services.apply(tree, services.ServicesOptions(c.services, units))
+    return kargs
+
+
+class _Clock:
+    def __init__(self, progress: Progress) -> None:
+        self.start = time.monotonic()
+        self.progress = progress
+
+    def __call__(self, line: str) -> None:
+        self.progress(f"[{time.monotonic() - self.start:6.1f}s] {line}")
+
+
+def _check_space(path: Path, err: OSError) -> UserError:
+    if err.errno == 28:
+        return ComposeError(f"no space left on the device holding {path}; free some space or use --cache-dir")
+    return ComposeError(f"{path}: {err.strerror or err}")
+
+
+def resolve(bp: Blueprint, repos: tuple[Path, ...], cache: Path) -> tuple[distro.Distro, PackageSet]:
+    """Depsolve a blueprint against the given repositories (shared by build, depsolve and freeze)."""
+    d = distro.get(bp.distro, bp.architecture)
+    request = PackageRequest(
+        specs=package_specs(bp, d),
+        repo_files=repo_files(repos) + _blueprint_repo_files(bp, cache),
+        distro=d.name, releasever=d.releasever, arch=d.architecture, cache_dir=cache,
+        dbpath=DBPATHS.get(d.name, "/var/lib/rpm"),
+    )
+    return d, backends.get(d.backend).resolve(request)
+
+
+def build(request: BuildRequest, progress: Progress = lambda _line: None) -> BuildResult:
+    """Run the whole pipeline (see the module docstring)."""
+    started = time.monotonic()
+    say = _Clock(progress)
+    cache_dir = request.cache_dir or default_cache_dir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    bp = load(request.blueprint, dict(request.variables), request.image_type, reproducible=True)
+    say(f"blueprint {bp.name} {bp.version} ({bp.distro}, {bp.architecture})")
+    say("resolving packages")
+    d, pkgset = resolve(bp, request.repos, cache_dir)
+    say(f"resolved {len(pkgset.packages)} packages")
+    ref = request.ref or bp.fieldshift.ref or d.ostree_ref
+    repo = request.ostree_repo
+    ostree.ensure_repo(repo)
+    head = ostree.rev_parse(repo, ref)
+    if request.parent:
+        parent = ostree.rev_parse(repo, request.parent)
+        if parent is None:
+            raise ComposeError(f'--parent "{request.parent}" is neither a ref nor a commit in {repo}')
+    else:
+        parent = head
+    inputhash = input_hash(bp, pkgset, ref, {"distro": d.name, "arch": d.architecture})
+    names = tuple(p.nevra for p in pkgset.packages)
+    if head is not None and ostree.metadata_value(repo, head, "rpmostree.inputhash") == inputhash and (
+            request.parent is None or parent == ostree.show(repo, head).parent):
+        info = ostree.show(repo, head)
+        say(f"no changes: {ref} is already at {head[:12]}")
+        outputs = _outputs(request, repo, ref, head, inputhash, bp, d, say)
+        return BuildResult(ref, head, info.parent, bp.version, inputhash, info.content_checksum, True, True,
+                           names, str(ostree.metadata_value(repo, head, "ostree.linux") or ""), outputs,
+                           seconds=time.monotonic() - started)
+    tree_cache = TreeCache(cache_dir)
+    hit = tree_cache.get(pkgset.digest) is not None
+    backend = backends.get(d.backend)
+    try:
+        if not hit:
+            say(f"installing {len(pkgset.packages)} packages")
+            tree_cache.populate(pkgset.digest, lambda root: backend.install(pkgset, root, say))
+        else:
+            say("installed tree found in the cache")
+        work = Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir))
+    except OSError as err:
+        raise _check_space(cache_dir, err) from err
+    tree = work / "tree"
+    kept = None
+    try:
+        tree_cache.copy_to(pkgset.digest, tree)
+        kargs = customize(tree, bp, _parent_accounts(repo, parent), say)
+        say("preparing the ostree layout")
+        kver = ostree_prep.apply(tree, ostree_prep.OstreePrepOptions(DBPATHS.get(d.name, "/var/lib/rpm")))
+        say(f"committing to {ref}")
+        timestamp = request.source_date_epoch
+        if timestamp is None:
+            timestamp = int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
+        checksum = commit.apply(tree, commit.CommitOptions(
+            repo=repo, ref=ref, subject=f"{bp.name} {bp.version}", version=bp.version, inputhash=inputhash,
+            blueprint_digest=bp.source_digest, kernel_version=kver, timestamp=timestamp, parent=parent,
+            kargs=kargs, consume=not request.keep_tree,
+        ), pkgset)
+        if request.keep_tree:
+            kept = str(tree)
+    except OSError as err:
+        raise _check_space(work, err) from err
+    finally:
+        if not request.keep_tree:
+            shutil.rmtree(work, ignore_errors=True)
+    info = ostree.show(repo, checksum)
+    say(f"committed {checksum[:12]} on {ref}")
+    outputs = _outputs(request, repo, ref, checksum, inputhash, bp, d, say)
+    return BuildResult(ref, checksum, parent, bp.version, inputhash, info.content_checksum, False, hit, names,
+                       kver, outputs, kept, time.monotonic() - started)
+
+
+def _outputs(request: BuildRequest, repo: Path, ref: str, checksum: str, inputhash: str, bp: Blueprint,
+             d: distro.Distro, say: Progress) -> tuple[str, ...]:
+    if request.output is None:
+        return ()
+    say(f"writing commit.tar and kickstart.ks to {request.output}")
+    url = f"{bp.fieldshift.release_url.rstrip('/')}/repo" if bp.fieldshift.release_url else "file:///run/install/repo/"
+    out = CommitOutput(repo, ref, checksum, inputhash, bp.version,
+                       request.source_date_epoch or int(os.environ.get("SOURCE_DATE_EPOCH") or 0),
+                       d.name.split("-")[0], url)
+    return tuple(str(p) for p in write_outputs(out, request.output))
+
+
+def terminal_progress(stream: Any = None) -> Progress:
+    """Progress lines to stderr when it is a terminal; silent otherwise."""
+    out = stream or sys.stderr
+    if not out.isatty():
+        return lambda _line: None
+    return lambda line: print(line, file=out, flush=True)
