@@ -86,9 +86,27 @@ def load(
     text = render_source(file, vars)
     source = f"{file} (rendered)" if template.is_template(file) else str(file)
     document = parse_toml(text, source)
+    return from_document(document, file, text=text, image_type=kind.name, reproducible=reproducible)
+
+
+def from_document(
+    document: Mapping[str, Any],
+    file: Path,
+    *,
+    text: str = "",
+    image_type: str | None = None,
+    reproducible: bool | None = None,
+) -> Blueprint:
+    """Validate an already parsed TOML ``document`` that came from ``file`` (see :func:`load`).
+
+    ``text`` is the rendered TOML the digest is computed from; relative paths in the document
+    (trusted keys, file URIs, manifests) are anchored at ``file``'s directory.
+    """
+    kind = imagetypes.get(image_type or imagetypes.DEFAULT)
     converter = Converter(Context(source=str(file), base_dir=file.resolve().parent))
-    present = frozenset(document.get("customizations", {}) if isinstance(document.get("customizations"), dict) else ())
-    blueprint = converter.model(Blueprint, document, "")
+    table = document.get("customizations")
+    present = frozenset(table) if isinstance(table, dict) else frozenset()
+    blueprint = converter.model(Blueprint, dict(document), "")
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     blueprint = dataclasses.replace(
         blueprint,

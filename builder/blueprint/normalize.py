@@ -53,22 +53,27 @@ def to_json_data(blueprint: Blueprint) -> dict[str, Any]:
 
 def to_toml(blueprint: Blueprint) -> str:
     """The normalized blueprint as TOML text (loadable again with :func:`builder.blueprint.load`)."""
+    return dumps(to_data(blueprint))
+
+
+def dumps(data: Mapping[str, Any]) -> str:
+    """TOML text for plain data (tables, arrays, strings, numbers, booleans)."""
     lines: list[str] = []
-    _emit_table(lines, [], to_data(blueprint))
+    _emit_table(lines, [], dict(data))
     return "\n".join(lines).strip() + "\n"
 
 
 def _is_table_array(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+    return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
 
 
-def _emit_table(lines: list[str], prefix: list[str], table: dict[str, Any]) -> None:
+def _emit_table(lines: list[str], prefix: list[str], table: Mapping[str, Any]) -> None:
     """Scalars and inline arrays first, then sub-tables, then arrays of tables (TOML's ordering rule)."""
     for k, v in table.items():
-        if not isinstance(v, dict) and not _is_table_array(v):
+        if not isinstance(v, Mapping) and not _is_table_array(v):
             lines.append(f"{_key(k)} = {_value(v)}")
     for k, v in table.items():
-        if isinstance(v, dict):
+        if isinstance(v, Mapping):
             lines += ["", f"[{'.'.join(_key(p) for p in prefix + [k])}]"]
             _emit_table(lines, prefix + [k], v)
     for k, v in table.items():
@@ -91,6 +96,6 @@ def _value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
         return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
     return json.dumps(str(value))

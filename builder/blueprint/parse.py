@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import json
 import re
 import types
 import typing
@@ -71,9 +73,19 @@ def _shown(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def join(path: str, name: str) -> str:
-    """Append a key to a key path."""
-    return f"{path}.{name}" if path else name
+    """Append a key to a key path (quoted like TOML when it is not a bare key)."""
+    shown = name if _BARE_KEY.match(name) else json.dumps(name)
+    return f"{path}.{shown}" if path else shown
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped, so a message stays one printable line."""
+    return _CONTROL.sub(lambda m: json.dumps(m.group(0))[1:-1], text)
 
 
 def suggestion(name: str, candidates: typing.Iterable[str]) -> str:
@@ -86,6 +98,12 @@ def suggestion(name: str, candidates: typing.Iterable[str]) -> str:
     return f'; did you mean "{close[0]}"?' if close else ""
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Resolved annotations of a model (cached: resolving string annotations is slow)."""
+    return typing.get_type_hints(cls)
+
+
 class Converter:
     """Builds model instances from plain TOML data, raising :class:`BlueprintError` on any mismatch."""
 
@@ -95,14 +113,14 @@ class Converter:
     def error(self, path: str, message: str) -> BlueprintError:
         """An error located at ``path`` in the source file."""
         where = f"{self.ctx.source}: {path}" if path else self.ctx.source
-        return BlueprintError(f"{where}: {message}")
+        return BlueprintError(one_line(f"{where}: {message}"))
 
     def model(self, cls: type[T], table: object, path: str) -> T:
         """Convert ``table`` into an instance of the dataclass ``cls``."""
         if not isinstance(table, dict):
             raise self.error(path, f"expected a table, got {describe(table)} ({_shown(table)})")
         fields = {toml_key(f): f for f in public_fields(cls)}
-        hints = typing.get_type_hints(cls, include_extras=True)
+        hints = _hints(cls)
         for name in table:
             alias = _ALIASES.get((cls.__name__, name))
             if name not in fields and alias is None:
