@@ -23,7 +23,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 from greenboot.errors import UserError
 from greenboot.layout import Layout
 
-DEFAULT_SERVICE_PROBE = ("systemctl", "is-active", "--quiet", "microshift.service")
+DEFAULT_SERVICE_PROBE = ("systemctl", "is-active", "microshift.service")
 DEFAULT_KUBECONFIG = "/var/lib/microshift/resources/kubeadmin/kubeconfig"
 # Grub scripts without ``decrement`` count down through a fixed ladder (greenboot/data/grub/).
 MAX_ATTEMPTS_LIMIT = 20
