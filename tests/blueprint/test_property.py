@@ -41,7 +41,7 @@ BASE: dict[str, Any] = {
     "modules": [{"name": "b"}],
     "groups": [{"name": "core"}],
     "enabled_modules": [{"name": "nodejs", "stream": "18"}],
-    "containers": [{"source": "quay.io/a/b:1", "tls-verify": False}],
+    "containers": [{"source": "registry.example.com/a/b:1", "tls-verify": False}],
     "customizations": {
         "hostname": "h",
         "kernel": {"name": "kernel", "append": "quiet"},

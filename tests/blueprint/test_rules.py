@@ -159,7 +159,7 @@ INVALID = [
      'url = "http://x/"', "edge-raw-image", "customizations.ignition", "not both"),
     ("ignition firstboot no url", '[customizations.ignition.firstboot]\nempty = false', "edge-raw-image",
      "customizations.ignition.firstboot.url", "is required"),
-    ("containers on raw image", '[[containers]]\nsource = "quay.io/a/b:1"', "edge-raw-image", "containers",
+    ("containers on raw image", '[[containers]]\nsource = "registry.example.com/a/b:1"', "edge-raw-image", "containers",
      "not supported"),
     ("installer kickstart with users", '[[customizations.user]]\nname = "a"\n[customizations.installer.kickstart]\n'
      'contents = "text"', "edge-installer", "customizations.installer.kickstart", "cannot be combined"),
@@ -213,7 +213,7 @@ name = "core"
 name = "nodejs"
 stream = "18"
 [[containers]]
-source = "quay.io/fedora/fedora:latest"
+source = "registry.example.com/fedora/fedora:latest"
 tls-verify = true
 [customizations]
 hostname = "edge-01.example.com"
