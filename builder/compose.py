@@ -40,8 +40,8 @@ from builder.stages import (
     passwd_preserve,
     repositories,
     services,
-    sysusers,
     system,
+    sysusers,
     users,
 )
 from builder.stages import fieldshift as fieldshift_stage

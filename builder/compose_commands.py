@@ -7,11 +7,11 @@ Thin click layers over :mod:`builder.compose` and :mod:`builder.diff`; registere
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import click
 import toml
+import tomllib
 
 from builder import compose
 from builder.blueprint.commands import collect_vars, template_options
@@ -33,7 +33,8 @@ _cache_option = click.option("--cache-dir", type=click.Path(file_okay=False, pat
               help="Archive ostree repository to commit into (created if missing).")
 @click.option("--ref", help="Ref to commit on (default: [fieldshift] ref, else the distro's ref).")
 @click.option("--parent", help="Parent ref or commit (default: the ref's current commit).")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Write commit.tar and kickstart.ks here.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Write commit.tar and kickstart.ks here.")
 @click.option("--keep-tree", is_flag=True, help="Keep the prepared tree for debugging (path is reported).")
 @click.option("--source-date-epoch", type=int, help="Commit timestamp (default: $SOURCE_DATE_EPOCH, else now).")
 @_cache_option

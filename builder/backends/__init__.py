@@ -141,8 +141,10 @@ def get(name: str) -> Backend:
 
         return DnfBackend()
     if name == "apt":
-        from builder.backends import apt  # written against this interface by the images helper
+        import importlib
 
+        # builder/backends/apt.py is written against this interface by the images helper.
+        apt = importlib.import_module("builder.backends.apt")
         backend: Backend = apt.AptBackend()
         return backend
     raise PackageError(f'unknown package backend "{name}"; expected "dnf" or "apt"')

@@ -106,9 +106,9 @@ def install_payload(root: Path, *, agent: bool, greenboot: bool, source: Path = 
             _write(target, unit.read_text())
             if "[Install]" in unit.read_text():
                 units.append(unit.name)
-    for script, (pkg, target) in ENTRY_POINTS.items():
+    for script, (pkg, entry) in ENTRY_POINTS.items():
         if pkg in packages and (pkg == "updater" and agent or pkg == "greenboot" and greenboot):
-            _write(root / "usr/bin" / script, _launcher(target), 0o755)
+            _write(root / "usr/bin" / script, _launcher(entry), 0o755)
     return tuple(units)
 
 

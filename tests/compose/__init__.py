@@ -1,0 +1,1 @@
+"""Tests of the compose pipeline (blueprint -> ostree commit)."""
