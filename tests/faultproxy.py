@@ -29,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 KINDS = ("throttle", "stall", "reset", "truncate")
+# Content a resumed ostree pull must never fetch again: objects, and static delta parts.
+CONTENT = r"/objects/|/deltas/.+/\d+$"
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "te", "trailer"}
 
 
@@ -76,6 +78,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._proxy(send_body=False)
 
     def _proxy(self, *, send_body: bool) -> None:
+        owner = self.server.owner
+        with owner._active_lock:
+            owner._active += 1
+        try:
+            self._proxy_one(send_body=send_body)
+        finally:
+            with owner._active_lock:
+                owner._active -= 1
+
+    def _proxy_one(self, *, send_body: bool) -> None:
         owner = self.server.owner
         path = urllib.parse.urlsplit(self.path).path
         fault = owner._take(path)
@@ -154,6 +166,9 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     owner: FaultProxy
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients vanish mid-response on purpose here; the Delivery log records it
+
 
 class FaultProxy:
     """The proxy; use as a context manager. ``url`` replaces the upstream URL for clients."""
@@ -169,6 +184,8 @@ class FaultProxy:
         self._faults: list[Fault] = []
         self._log: list[Delivery] = []
         self._thread: threading.Thread | None = None
+        self._active = 0
+        self._active_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -196,6 +213,15 @@ class FaultProxy:
         with self._lock:
             self._log.append(delivery)
 
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until no response is in progress (a stalled one finishes its sleep first)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._active_lock:
+                if self._active == 0:
+                    return
+            time.sleep(0.05)
+
     @property
     def log(self) -> list[Delivery]:
         with self._lock:
@@ -204,11 +230,12 @@ class FaultProxy:
     def faults_hit(self) -> list[Delivery]:
         return [d for d in self.log if d.fault]
 
-    def completed_twice(self) -> list[str]:
-        """Paths whose full body was delivered more than once (a refetch of finished content)."""
+    def completed_twice(self, pattern: str = CONTENT) -> list[str]:
+        """Paths matching ``pattern`` (default: ostree objects and delta parts, not per-pull metadata
+        like ``config`` or a delta superblock) whose full body was delivered more than once."""
         seen: dict[str, int] = {}
         for d in self.log:
-            if d.method == "GET" and d.status == 200 and d.completed and d.delivered > 0:
+            if d.method == "GET" and d.status == 200 and d.completed and d.delivered > 0 and re.search(pattern, d.path):
                 seen[d.path] = seen.get(d.path, 0) + 1
         return sorted(p for p, n in seen.items() if n > 1)
 

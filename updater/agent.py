@@ -368,7 +368,10 @@ class Agent:
                     options = {"low-speed-limit-bytes": str(self.cfg.low_speed_limit_bytes),
                                "low-speed-time-seconds": str(self.cfg.low_speed_time_seconds)}
                     self.sysroot.set_remote(self.cfg.remote_name, repo, options)
-                    summary = self.sysroot.pull(self.cfg.remote_name, checksum, retries=self.cfg.pull_retries)
+                    summary = self.sysroot.pull(self.cfg.remote_name, checksum, retries=self.cfg.pull_retries,
+                                                low_speed_limit=self.cfg.low_speed_limit_bytes,
+                                                low_speed_time=self.cfg.low_speed_time_seconds,
+                                                progress=self._progress_writer(started))
                 else:
                     summary = self.sysroot.pull_local(Path(repo), checksum)
             else:
@@ -390,6 +393,20 @@ class Agent:
         return self._save(state.update(phase=DOWNLOADED, failures=0, last_error="", retry_after="",
                                        progress={"repo": repo, "state": "done", "summary": summary,
                                                  "seconds": round(secs, 1)}))
+
+    def _progress_writer(self, started: datetime) -> Callable[[int], None]:
+        path = self.cfg.paths.state_dir / "progress.json"
+        last = [0.0]
+
+        def write(received: int) -> None:
+            import time
+
+            if time.monotonic() - last[0] >= 2.0:
+                last[0] = time.monotonic()
+                atomic.write_json(path, {"received_bytes": received, "started": _iso(started),
+                                         "updated": _iso(self.now())})
+
+        return write
 
     def protect(self, state: State) -> State:
         paths = self.data_paths()
@@ -528,11 +545,13 @@ class Agent:
         from greenboot import bootcount
 
         target = self._target_deployment(state)
+        checksum = state.target.checksum
         if state.phase in (REBOOTING, CONFIRMING):
             fell_back = (
                 (target is not None and target.index == 0 and booted.index > 0)
                 or bootcount.read(self.cfg.paths.grubenv).fallback
                 or state.progress.get("rollback") in ("started", "restored")
+                or self._greenboot_gave_up(checksum)
                 # a non-staged deployment only vanishes when greenboot made the fallback permanent
                 or (target is None and not getattr(self.backend, "staged", True))
             )
@@ -569,23 +588,24 @@ class Agent:
                                        failures=0, retry_after="", last_result=result))
 
     def _greenboot_report(self) -> dict[str, Any]:
-        try:
-            from greenboot import report  # type: ignore[attr-defined]
+        """greenboot's rollback record (which checks failed), else its latest boot report."""
+        from greenboot import report
 
-            rec = report.last_rollback(self.cfg.paths.greenboot_root)
-            if rec is not None:
-                return rec if isinstance(rec, dict) else dict(getattr(rec, "__dict__", {}))
-        except (ImportError, AttributeError, UserError, OSError, ValueError):
-            pass
-        boots = self.cfg.paths.greenboot_root / "var/lib/fieldshift/greenboot/boots"
-        reports = sorted(boots.glob("*.json")) if boots.is_dir() else []
-        for path in reversed(reports):
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            return data if isinstance(data, dict) else {"report": data}
+        root = self.cfg.paths.greenboot_root
+        rec = report.last_rollback(root)
+        if rec is not None:
+            return {"rollback": rec.to_json()}
+        latest_red = [r for r in report.reports(root) if r.verdict == "red"]
+        if latest_red:
+            return {"boot": latest_red[-1].to_json()}
         return {}
+
+    def _greenboot_gave_up(self, checksum: str) -> bool:
+        """True when greenboot recorded (in rollback.json) that it gave up on ``checksum``."""
+        from greenboot import report
+
+        rec = report.last_rollback(self.cfg.paths.greenboot_root)
+        return rec is not None and checksum in json.dumps(rec.failed or {})
 
     def rollback_after_fallback(self, state: State, booted: Deployment, target: Deployment | None) -> State:
         """GRUB fell back: restore data, drop the failed deployment, denylist the release."""
@@ -675,6 +695,14 @@ class Agent:
                                        denylist=tuple(dict.fromkeys([*state.denylist, state.target.checksum])),
                                        last_result=result, last_error=""))
 
+    def _live_progress(self, state: State) -> dict[str, Any]:
+        if state.progress.get("state") != "downloading":
+            return {}
+        try:
+            return dict(json.loads((self.cfg.paths.state_dir / "progress.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return {}
+
     def status(self) -> dict[str, Any]:
         """Everything `fieldshift-agent status` shows."""
         state = self.store.load()
@@ -696,7 +724,7 @@ class Agent:
             "last_check": state.last_check,
             "last_check_result": state.last_check_result,
             "catalog_serial": state.catalog_serial,
-            "download": state.progress,
+            "download": {**state.progress, **self._live_progress(state)},
             "reboot_strategy": self.cfg.reboot_strategy,
             "backend": self.cfg.backend,
             "next_reboot_slot": self.next_reboot_slot(state) if state.target else "",

@@ -6,13 +6,19 @@ Every call names the sysroot or repo explicitly, so a sysroot in a directory wor
 
 from __future__ import annotations
 
+import logging
 import re
+import subprocess
+import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from greenboot.errors import UserError
 from greenboot.external import ToolError, run
+
+log = logging.getLogger("fieldshift.external")
 
 _STATUS_RE = re.compile(r"^([* ]) (\S+) ([0-9a-f]{64})\.(\d+)(?: \(([^)]*)\))?\s*$")
 _VERSION_RE = re.compile(r"^\s+Version: (.*)$")
@@ -54,6 +60,18 @@ def _ostree(args: Sequence[str], *, timeout: float | None = None) -> str:
     except ToolError as err:
         raise OstreeError(f"ostree {args[0]} {args[1] if len(args) > 1 and not args[1].startswith('-') else ''}"
                           .strip() + f" failed: {err.message.split(': ', 1)[-1]}") from err
+
+
+def _read_bytes(pid: int) -> int:
+    """Bytes a process has read so far (sockets included), from ``/proc/PID/io``; 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/io", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("rchar:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 class Sysroot:
@@ -111,14 +129,45 @@ class Sysroot:
         sets = [f"--set={k}={v}" for k, v in sorted(options.items())]
         _ostree(["remote", "add", f"--repo={self.repo}", "--force", "--no-gpg-verify", *sets, name, url])
 
-    def pull(self, remote: str, checksum: str, *, retries: int, timeout: float | None = None) -> str:
+    def pull(self, remote: str, checksum: str, *, retries: int, low_speed_limit: int = 0, low_speed_time: int = 0,
+             progress: Callable[[int], None] | None = None) -> str:
         """Fetch ``checksum`` from ``remote`` (static delta when the summary offers one).
 
         Objects already in the repo, including those of an interrupted pull, are never fetched again.
-        Returns ostree's summary line (objects and bytes transferred).
+        The remote options ``low-speed-limit-bytes``/``low-speed-time-seconds`` make newer libostree abort
+        a crawling transfer by itself; older ones (2022.x) ignore them, so the same limit is also enforced
+        here by watching how many bytes the pull process reads (``/proc/PID/io`` ``rchar``): under
+        ``low_speed_limit`` bytes/s for ``low_speed_time`` seconds, the pull is stopped and reported.
+        ``progress`` receives the bytes read so far. Returns ostree's summary line.
         """
-        out = _ostree(["pull", f"--repo={self.repo}", f"--network-retries={retries}", remote, checksum],
-                      timeout=timeout)
+        argv = ["ostree", "pull", f"--repo={self.repo}", f"--network-retries={retries}", remote, checksum]
+        log.debug("run: %s", " ".join(argv))
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        samples: deque[tuple[float, int]] = deque()
+        start = time.monotonic()
+        first = _read_bytes(proc.pid)
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                now, got = time.monotonic(), _read_bytes(proc.pid)
+                samples.append((now, got))
+                if progress is not None:
+                    progress(max(got - first, 0))
+                if low_speed_limit > 0 and low_speed_time > 0 and now - start >= low_speed_time:
+                    while len(samples) > 1 and samples[1][0] <= now - low_speed_time:
+                        samples.popleft()
+                    t0, b0 = samples[0]
+                    if now - t0 >= low_speed_time * 0.9 and (got - b0) < low_speed_limit * (now - t0):
+                        proc.kill()
+                        proc.communicate()
+                        raise OstreeError(f"ostree pull stopped: under {low_speed_limit} bytes/s for "
+                                          f"{low_speed_time} s (stalled connection)") from None
+        if proc.returncode != 0:
+            last = [line.strip() for line in (err or out).splitlines() if line.strip()]
+            raise OstreeError(f"ostree pull failed: {last[-1] if last else f'exit {proc.returncode}'}")
         lines = [line.strip() for line in out.splitlines() if line.strip()]
         return lines[-1] if lines else ""
 

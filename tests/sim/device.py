@@ -144,6 +144,7 @@ class Device:
             "reboot_command": ["touch", str(self.root / "reboot-requested")],
         }
         base.update(self.config)
+        base = {k: v for k, v in base.items() if v is not None}
         paths = {
             "sysroot": str(self.root),
             "state_dir": str(self.state_dir),
@@ -178,7 +179,8 @@ class Device:
     def _reboot(self) -> None:
         self.reboots_requested += 1
 
-    def cli(self, *args: str, env: Optional[Dict[str, str]] = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, env: Optional[Dict[str, str]] = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
         full = dict(os.environ, **(env or {}))
         return subprocess.run([sys.executable, "-m", "updater.cli", "--config", str(self.config_path), *args],
                               capture_output=True, text=True, env=full, timeout=timeout, check=False)
@@ -193,6 +195,11 @@ class Device:
             return json.loads((self.state_dir / "state.json").read_text())
         except FileNotFoundError:
             return {"phase": "idle"}
+
+    def state_obj(self) -> Any:
+        from updater.state import StateStore
+
+        return StateStore(self.state_dir).load()
 
     # ---- boots
 
