@@ -42,6 +42,9 @@ def _register() -> None:
     from builder.publish import publish_command
 
     cli.add_command(publish_command)
+    from builder.bundle import bundle_command
+
+    cli.add_command(bundle_command)
 
 
 def main(argv: list[str] | None = None) -> None:
