@@ -15,6 +15,7 @@ from typing import Any
 
 import tomllib
 
+from builder import distro
 from builder.blueprint import imagetypes, rules, shacrypt, template
 from builder.blueprint.errors import BlueprintError
 from builder.blueprint.models import Blueprint, User
@@ -118,9 +119,22 @@ def from_document(
     )
     rules.check(blueprint, converter)
     imagetypes.check(kind, blueprint, converter)
+    blueprint = _distro_kernel(blueprint, document)
     if reproducible is None:
         reproducible = bool(os.environ.get(REPRODUCIBLE_ENV))
     return _hash_passwords(blueprint, reproducible)
+
+
+def _distro_kernel(blueprint: Blueprint, document: Mapping[str, Any]) -> Blueprint:
+    """``[customizations.kernel]`` without ``name`` means the distro's kernel (osbuild assumes ``kernel``,
+    which does not exist on Debian)."""
+    kernel = blueprint.customizations.kernel
+    table = document.get("customizations", {}).get("kernel", {})
+    if kernel is None or "name" in table:
+        return blueprint
+    name = distro.get(blueprint.distro, blueprint.architecture).kernel_package
+    customizations = dataclasses.replace(blueprint.customizations, kernel=dataclasses.replace(kernel, name=name))
+    return dataclasses.replace(blueprint, customizations=customizations)
 
 
 def _hash_passwords(blueprint: Blueprint, reproducible: bool) -> Blueprint:

@@ -98,9 +98,13 @@ def suggestion(name: str, candidates: typing.Iterable[str]) -> str:
     return f'; did you mean "{close[0]}"?' if close else ""
 
 
-@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     """Resolved annotations of a model (cached: resolving string annotations is slow)."""
+    return _cached_hints(cls)
+
+
+@functools.cache
+def _cached_hints(cls: Any) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 

@@ -359,3 +359,11 @@ def test_source_digest_is_the_sha256_of_the_rendered_text(load_text: LoadText) -
     import hashlib
 
     assert load_text(HEAD).source_digest == hashlib.sha256(HEAD.encode()).hexdigest()
+
+
+def test_kernel_without_a_name_is_the_distros_kernel(load_text: LoadText) -> None:
+    body = '[customizations.kernel]\nappend = "console=ttyS0"\n'
+    assert load_text(HEAD + 'distro = "debian-12"\n' + body, "raw").customizations.kernel.name == "linux-image-amd64"  # type: ignore[union-attr]
+    assert load_text(HEAD + body, "raw").customizations.kernel.name == "kernel"  # type: ignore[union-attr]
+    named = HEAD + '[customizations.kernel]\nname = "kernel-rt"\n'
+    assert load_text(named).customizations.kernel.name == "kernel-rt"  # type: ignore[union-attr]
