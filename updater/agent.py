@@ -535,17 +535,17 @@ class Agent:
         booted = self.booted()
         if booted is None:
             return self._save(state.update(last_error="cannot tell which deployment is booted"))
+        checksum = state.target.checksum
         if state.phase == REBOOTING and state.reboot_boot_id and state.reboot_boot_id == self.boot_id():
             # Still the boot that asked for the reboot: it has not happened (yet).
             return state
-        if booted.checksum == state.target.checksum:
+        if booted.checksum == checksum:
             if state.phase != CONFIRMING:
                 state = self._save(state.update(phase=CONFIRMING, last_error=""))
             return self.confirm(state)
         from greenboot import bootcount
 
         target = self._target_deployment(state)
-        checksum = state.target.checksum
         if state.phase in (REBOOTING, CONFIRMING):
             fell_back = (
                 (target is not None and target.index == 0 and booted.index > 0)
