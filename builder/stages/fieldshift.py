@@ -6,8 +6,8 @@
 - ``/etc/greenboot/greenboot.conf``: ``GREENBOOT_MAX_BOOT_ATTEMPTS`` and friends (greenboot's names).
 - ``/usr/lib/fieldshift/keys/``: the trusted public keys.
 - Payload (:func:`install_payload`, shared with the debian image builder): the ``greenboot`` and
-  ``updater`` Python packages under ``/usr/lib/fieldshift/python``, launchers in ``/usr/bin`` and the
-  systemd units shipped in their ``data/`` directories.
+  ``updater`` Python packages under ``/usr/lib/fieldshift/python``, launchers in ``/usr/bin``, greenboot's
+  units through ``greenboot.install.install_into`` and the agent's units from ``updater/data``.
 """
 
 from __future__ import annotations
@@ -100,12 +100,18 @@ def install_payload(root: Path, *, agent: bool, greenboot: bool, source: Path = 
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        if pkg == "greenboot":
+            continue  # greenboot installs (and enables) its own units: installed below
         for unit in sorted(p for p in (src / "data").rglob("*") if p.suffix in UNIT_SUFFIXES) if (
                 src / "data").is_dir() else []:
             target = root / "usr/lib/systemd/system" / unit.name
             _write(target, unit.read_text())
             if "[Install]" in unit.read_text():
                 units.append(unit.name)
+    if greenboot:
+        from greenboot.install import install_into
+
+        install_into(root, microshift=(root / "usr/bin/microshift").exists())
     for script, (pkg, entry) in ENTRY_POINTS.items():
         if pkg in packages and (pkg == "updater" and agent or pkg == "greenboot" and greenboot):
             _write(root / "usr/bin" / script, _launcher(entry), 0o755)
