@@ -122,7 +122,10 @@ class Converter:
     def model(self, cls: type[T], table: object, path: str) -> T:
         """Convert ``table`` into an instance of the dataclass ``cls``."""
         if not isinstance(table, dict):
-            raise self.error(path, f"expected a table, got {describe(table)} ({_shown(table)})")
+            hint = ""
+            if isinstance(table, list) and table and all(isinstance(t, dict) for t in table):
+                hint = f"; write [{path}] (one table), not [[{path}]]"
+            raise self.error(path, f"expected a table, got {describe(table)} ({_shown(table)}){hint}")
         fields = {toml_key(f): f for f in public_fields(cls)}
         hints = _hints(cls)
         for name in table:
@@ -163,7 +166,10 @@ class Converter:
             raise self.error(path, f"expected {expected}, got {describe(raw)} ({_shown(raw)})")
         if origin is tuple:
             if not isinstance(raw, list):
-                raise self.error(path, f"expected an array, got {describe(raw)} ({_shown(raw)})")
+                hint = ""
+                if isinstance(raw, dict) and dataclasses.is_dataclass(args[0]):
+                    hint = f"; write [[{path}]] (an array of tables), not [{path}]"
+                raise self.error(path, f"expected an array, got {describe(raw)} ({_shown(raw)}){hint}")
             return tuple(self.value(args[0], item, f"{path}[{i}]", f) for i, item in enumerate(raw))
         if origin is frozenset:
             raise self.error(path, "is computed by fieldshift and cannot be set")

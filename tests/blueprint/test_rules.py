@@ -367,3 +367,10 @@ def test_kernel_without_a_name_is_the_distros_kernel(load_text: LoadText) -> Non
     assert load_text(HEAD + body, "raw").customizations.kernel.name == "kernel"  # type: ignore[union-attr]
     named = HEAD + '[customizations.kernel]\nname = "kernel-rt"\n'
     assert load_text(named).customizations.kernel.name == "kernel-rt"  # type: ignore[union-attr]
+
+
+def test_single_brackets_for_an_array_of_tables_get_a_hint(load_text: LoadText) -> None:
+    with pytest.raises(BlueprintError, match=r"write \[\[customizations\.files\]\]"):
+        load_text(HEAD + '[customizations.files]\npath = "/etc/a"\n')
+    with pytest.raises(BlueprintError, match=r"write \[customizations\.firewall\] \(one table\)"):
+        load_text(HEAD + "[[customizations.firewall]]\n")
