@@ -43,7 +43,7 @@ class Context:
         """The booted ostree deployment, when the kernel command line names one."""
         from greenboot import ostree
 
-        if not ostree.ostree_karg(self.layout):
+        if not ostree.booted_name(self.layout):
             return None
         try:
             dep = ostree.booted(self.layout)

@@ -4,11 +4,15 @@
 under ``var/lib``, the MOTD under ``run``, and the kernel command line and boot id (read from
 ``DIR/proc/cmdline`` and ``DIR/proc/sys/kernel/random/boot_id``, which the simulated firmware in the
 tests writes). With a root other than ``/`` the root is also the ostree sysroot (``ostree admin
---sysroot=DIR``), the same layout as a device's ``/sysroot`` with ``/boot`` inside it.
+--sysroot=DIR``), the same layout as a device's ``/sysroot`` with ``/boot`` inside it; when
+``DIR/proc/cmdline`` names a deployment (``ostree=``), that deployment's tree provides ``/usr`` and
+``/etc`` (script directories, greenboot.conf), as it does on the running device. State (``var``),
+``run``, ``proc`` and ``boot`` always stay directly under ``DIR``.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple, Union
@@ -40,12 +44,48 @@ class Layout:
         return self.root / rel
 
     @property
+    def system(self) -> Path:
+        """The tree that provides ``/usr`` and ``/etc``: the booted deployment under a sysroot root.
+
+        Under ``--root`` that is ``DIR/proc/1/root`` (PID 1's root, i.e. the deployment mounted as
+        ``/``; the simulated firmware links it), else the deployment named by ``ostree=`` in
+        ``DIR/proc/cmdline``, else ``DIR`` itself.
+        """
+        if self.live:
+            return self.root
+        deployment = self.booted_deployment_dir()
+        return deployment if deployment is not None else self.root
+
+    def booted_deployment_dir(self) -> Optional[Path]:
+        """Under ``--root``: the booted deployment's directory, when it can be told."""
+        root = self.root.resolve()
+        candidates = []
+        pid1 = self.path("proc/1/root")
+        if pid1.is_symlink():
+            candidates.append(Path(os.path.realpath(pid1)))
+        try:
+            words = self.cmdline.read_text().split()
+        except OSError:
+            words = []
+        for word in words:
+            if word.startswith("ostree="):
+                candidates.append(Path(os.path.realpath(self.root / word[len("ostree=") :].lstrip("/"))))
+        for target in candidates:
+            if (target / "usr").is_dir() and root in target.parents:
+                return target
+        return None
+
+    def system_path(self, rel: str) -> Path:
+        return self.system / rel
+
+    @property
     def conf(self) -> Path:
-        return self.path(CONF)
+        return self.system_path(CONF)
 
     def script_dirs(self, phase: str) -> Tuple[Path, ...]:
         """Directories for ``phase`` in greenboot's order: /usr/lib before /etc."""
-        return (self.path(f"{USR_DIR}/{phase}"), self.path(f"{ETC_DIR}/{phase}"))
+        system = self.system
+        return (system / f"{USR_DIR}/{phase}", system / f"{ETC_DIR}/{phase}")
 
     @property
     def state_dir(self) -> Path:

@@ -19,6 +19,7 @@ from greenboot.layout import Layout
 
 _STATUS = re.compile(r"^([* ]) (\S+) ([0-9a-f]{64})\.(\d+)")
 _VERSION = re.compile(r"^\s+Version: (\S+)")
+_DEPLOY_NAME = re.compile(r"[0-9a-f]{64}\.\d+")
 
 
 @dataclass(frozen=True)
@@ -72,20 +73,28 @@ def ostree_karg(layout: Layout) -> str:
 
 
 def booted_name(layout: Layout) -> str:
-    """``<checksum>.<serial>`` of the booted deployment, from the ``ostree=`` argument ('' if unknown)."""
+    """``<checksum>.<serial>`` of the booted deployment ('' if unknown).
+
+    Live: the deployment directory that is ``/`` (same device and inode, as ostree itself decides),
+    else the ``ostree=`` argument. Under ``--root``: :meth:`Layout.booted_deployment_dir`.
+    """
+    if not layout.live:
+        found = layout.booted_deployment_dir()
+        return found.name if found is not None and _DEPLOY_NAME.fullmatch(found.name) else ""
+    try:
+        root = os.stat("/")
+        for osdir in Path("/sysroot/ostree/deploy").iterdir():
+            for dep in (osdir / "deploy").iterdir():
+                st = dep.stat()
+                if (st.st_dev, st.st_ino) == (root.st_dev, root.st_ino) and _DEPLOY_NAME.fullmatch(dep.name):
+                    return dep.name
+    except OSError:
+        pass
     karg = ostree_karg(layout)
     if not karg:
         return ""
-    # On a live system the physical root is /sysroot; under --root the root is the sysroot.
-    base = Path("/sysroot") if layout.live else layout.root
-    link = base / karg.lstrip("/")
-    try:
-        target = Path(os.path.realpath(link))
-    except OSError:
-        return ""
-    if not re.fullmatch(r"[0-9a-f]{64}\.\d+", target.name):
-        return ""
-    return target.name
+    target = Path(os.path.realpath(Path("/sysroot") / karg.lstrip("/")))
+    return target.name if _DEPLOY_NAME.fullmatch(target.name) else ""
 
 
 def booted(layout: Layout, deployments: Optional[List[Deployment]] = None) -> Optional[Deployment]:

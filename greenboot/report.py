@@ -90,7 +90,9 @@ class BootReport:
 def _path_for(layout: Layout, report: BootReport) -> Path:
     for existing in layout.boots_dir.glob(f"*-{report.boot_id}.json"):
         return existing
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(report.started))
+    # Microseconds in the name keep several boots within one second in order (tests, fast reboots).
+    micro = int((report.started % 1) * 1_000_000)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(report.started)) + f".{micro:06d}Z"
     return layout.boots_dir / f"{stamp}-{report.boot_id}.json"
 
 
@@ -119,7 +121,7 @@ def reports(root: Union[Path, str] = "/") -> List[BootReport]:
     """All kept reports, oldest first (unreadable files are skipped)."""
     layout = Layout.at(root)
     found = [_load(p) for p in sorted(layout.boots_dir.glob("*.json"))]
-    return [r for r in found if r is not None]
+    return sorted((r for r in found if r is not None), key=lambda r: r.started)
 
 
 def for_boot(layout: Layout, boot_id: str) -> Optional[BootReport]:

@@ -166,7 +166,8 @@ def discover(layout: Layout, phase: str) -> List[Script]:
     """Scripts of ``phase`` ("check", "green", "red") in bash greenboot's order."""
     found: List[Script] = []
     if phase == "check":
-        for base in (layout.path("usr/lib/greenboot/check"), layout.path("etc/greenboot/check")):
+        system = layout.system
+        for base in (system / "usr/lib/greenboot/check", system / "etc/greenboot/check"):
             found += scripts_in(base / "required.d", "required")
             found += scripts_in(base / "wanted.d", "wanted")
         return found

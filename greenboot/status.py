@@ -64,14 +64,14 @@ def boot_success_timer_enabled(layout: Layout) -> bool:
 
     That timer marks any boot with a 2-minute user session as successful and so defeats boot counting.
     """
-    installed = [layout.path(f"{d}/{TIMER}") for d in ("usr/lib/systemd/user", "etc/systemd/user")]
+    installed = [layout.system_path(f"{d}/{TIMER}") for d in ("usr/lib/systemd/user", "etc/systemd/user")]
     if not any(p.exists() or p.is_symlink() for p in installed):
         return False
-    for masked in (layout.path(f"etc/systemd/user/{TIMER}"), layout.path(f"run/systemd/user/{TIMER}")):
+    for masked in (layout.system_path(f"etc/systemd/user/{TIMER}"), layout.path(f"run/systemd/user/{TIMER}")):
         if masked.is_symlink() and os.readlink(masked) == "/dev/null":
             return False
     wants = [
-        layout.path(f"{d}/timers.target.wants/{TIMER}")
+        layout.system_path(f"{d}/timers.target.wants/{TIMER}")
         for d in ("usr/lib/systemd/user", "etc/systemd/user")
     ]
     return any(p.exists() or p.is_symlink() for p in wants)

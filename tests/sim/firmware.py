@@ -14,7 +14,9 @@ The rules, per boot, are those of rhboot/grub2 ``util/grub.d/08_fallback_countin
 3. boot entry ``default`` (0 unless step 1 chose 1; entry 0 when there is no entry 1).
 
 "Booting" writes what the kernel would show the booted system under ``<root>``:
-``proc/cmdline`` (with the entry's ``ostree=`` argument) and a fresh ``proc/sys/kernel/random/boot_id``.
+``proc/cmdline`` (with the entry's ``ostree=`` argument), a fresh ``proc/sys/kernel/random/boot_id``
+and ``proc/1/root``, a symlink to the deployment that ostree-prepare-root would mount as ``/`` (it
+keeps naming the booted deployment after ostree rewrites ``ostree/boot.N``).
 
 Example::
 
@@ -184,6 +186,12 @@ class Firmware:
         (proc / "sys" / "kernel" / "random" / "boot_id").write_text(boot_id + "\n")
         env = editenv_list(self.grubenv) if self.grubenv.is_file() else {}
         deployment, version = self._deployment(entry)
+        pid1_root = proc / "1" / "root"
+        pid1_root.parent.mkdir(parents=True, exist_ok=True)
+        if pid1_root.is_symlink():
+            pid1_root.unlink()
+        if deployment:
+            pid1_root.symlink_to((self.root / entry.ostree_path.lstrip("/")).resolve())
         boot = Boot(
             index=index,
             entry=entry,

@@ -126,6 +126,11 @@ class Sysroot:
         args += [f"--karg={k}" for k in kargs]
         _ostree([*args, revision or self.ref])
 
+    def set_bootloader(self, name: str) -> None:
+        """``sysroot.bootloader`` in the repo config; "none" stops ostree from running grub-mkconfig when it
+        finds a ``boot/grub/grub.cfg`` (Debian images, whose menu greenboot.grubmenu writes)."""
+        _ostree([f"--repo={self.repo}", "config", "set", "sysroot.bootloader", name])
+
     def undeploy(self, index: int) -> None:
         _ostree(["admin", "undeploy", f"--sysroot={self.path}", str(index)])
 
