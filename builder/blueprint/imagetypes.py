@@ -109,5 +109,3 @@ def check(kind: ImageType, blueprint: Blueprint, conv: Converter) -> None:
         raise conv.error(
             "customizations.installation_device", f'is required by image type "{kind.name}" (e.g. "/dev/vda")'
         )
-    if c.partitioning_mode == "raw" and kind.bootable and kind.name != "edge-installer":
-        raise conv.error("customizations.partitioning_mode", f'"raw" is not supported by image type "{kind.name}"')

@@ -117,8 +117,9 @@ def from_document(
         source_digest=digest,
         source_path=file,
     )
-    rules.check(blueprint, converter)
+    # A section the image type does not take is reported before any rule about its contents.
     imagetypes.check(kind, blueprint, converter)
+    rules.check(blueprint, converter)
     blueprint = _distro_kernel(blueprint, document)
     if reproducible is None:
         reproducible = bool(os.environ.get(REPRODUCIBLE_ENV))

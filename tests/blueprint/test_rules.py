@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from builder.blueprint import BlueprintError
+import pytest
+import tomllib
+
+from builder.blueprint import Blueprint, BlueprintError, rules
+from builder.blueprint.parse import Context, Converter
 from tests.blueprint.conftest import LoadText
 
 HEAD = 'name = "t"\n'
@@ -179,6 +183,63 @@ INVALID = [
     ("fieldshift microshift manifests", '[fieldshift.microshift]\nmanifests = ["missing"]', None,
      "fieldshift.microshift.manifests[0]", "not a directory"),
     ("internal field cannot be set", 'source_digest = "x"', None, "source_digest", "unknown key"),
+    ("hostname too long", '[customizations]\nhostname = "' + "a" * 64 + '"', None, "customizations.hostname",
+     "host name"),
+    ("ntp server empty", '[customizations.timezone]\nntpservers = [""]', None, "customizations.timezone.ntpservers[0]",
+     "host name"),
+    ("locale with space", '[customizations.locale]\nlanguages = ["en US"]', None,
+     "customizations.locale.languages[0]", "not a locale"),
+    ("cacert not PEM", '[customizations.cacerts]\npem_certs = ["nope"]', None, "customizations.cacerts.pem_certs[0]",
+     "PEM"),
+    ("containers-storage relative", '[customizations.containers-storage]\ndestination-path = "var/x"', None,
+     "customizations.containers-storage.destination-path", "absolute"),
+    ("rpm import key relative", '[customizations.rpm.import_keys]\nfiles = ["key.asc"]', None,
+     "customizations.rpm.import_keys.files[0]", "absolute"),
+    ("openscap is refused on ostree images", '[customizations.openscap]\nprofile_id = "cis"', "raw",
+     "customizations.openscap", "not supported"),
+    ("partition type", '[[customizations.disk.partitions]]\ntype = "zfs"', "edge-commit", "customizations.disk",
+     "not supported"),
+    ("iso volume id", '[customizations.iso]\nvolume_id = "' + "V" * 33 + '"', "edge-installer",
+     "customizations.iso.volume_id", "32 characters"),
+    ("ignition url and empty", '[customizations.ignition.firstboot]\nurl = "http://x/"\nempty = true',
+     "edge-raw-image", "customizations.ignition.firstboot", "exclude each other"),
+    ("sudo-nopasswd with kickstart", '[customizations.installer]\nsudo-nopasswd = ["a"]\n'
+     '[customizations.installer.kickstart]\ncontents = "x"', "edge-installer", "customizations.installer.sudo-nopasswd",
+     "kickstart"),
+    ("sudo-nopasswd wrong type", '[customizations.installer]\nsudo-nopasswd = "a"', "edge-installer",
+     "customizations.installer.sudo-nopasswd", "expected an array"),
+    ("enabled module empty name", '[[enabled_modules]]\nname = ""\nstream = "1"', None, "enabled_modules[0].name",
+     "must not be empty"),
+    ("group entry empty", '[[groups]]\nname = " "', None, "groups[0].name", "must not be empty"),
+    ("container source whitespace", '[[containers]]\nsource = "a b"', None, "containers[0].source", "whitespace"),
+    ("duplicate uid", '[[customizations.user]]\nname = "a"\nuid = 7\n[[customizations.user]]\nname = "b"\nuid = 7',
+     None, "customizations.user[1].uid", "duplicate uid"),
+    ("user key empty", '[[customizations.user]]\nname = "a"\nkey = " "', None, "customizations.user[0].key",
+     "must not be empty"),
+    ("sshkey user invalid", '[[customizations.sshkey]]\nuser = "a b"\nkey = "k"', None,
+     "customizations.sshkey[0].user", "not a valid user name"),
+    ("directory group negative", '[[customizations.directories]]\npath = "/etc/x"\ngroup = -5', None,
+     "customizations.directories[0].group", "must not be negative"),
+    ("logical volumes on plain partition", '[[customizations.disk.partitions]]\ntype = "plain"\n'
+     '[[customizations.disk.partitions.logical_volumes]]\nname = "lv"', "edge-simplified-installer",
+     "customizations.disk", "not supported"),
+    ("fips wrong type", '[customizations]\nfips = "yes"', None, "customizations.fips", "expected a boolean"),
+    ("repository priority", '[[customizations.repositories]]\nid = "r"\nbaseurls = ["http://x/"]\npriority = 0',
+     None, "customizations.repositories[0].priority", "1 or more"),
+    ("duplicate repository id", '[[customizations.repositories]]\nid = "r"\nbaseurls = ["http://x/"]\n'
+     '[[customizations.repositories]]\nid = "r"\nbaseurls = ["http://y/"]', None,
+     "customizations.repositories[1].id", "duplicate repository id"),
+    ("greenboot healthcheck path", '[fieldshift.greenboot]\ndisabled_healthchecks = ["../x"]', None,
+     "fieldshift.greenboot.disabled_healthchecks[0]", "file name"),
+    ("greenboot grace period", '[fieldshift.greenboot]\nwatchdog_grace_period = -1', None,
+     "fieldshift.greenboot.watchdog_grace_period", "must not be negative"),
+    ("microshift config not a table", '[fieldshift.microshift]\nconfig = "dns"', None,
+     "fieldshift.microshift.config", "expected a table"),
+    ("size on a table key", '[customizations.disk]\nminsize = true', "raw", "customizations.disk.minsize",
+     "expected an integer or a size string"),
+    ("datetime for a string", 'description = 1979-05-27T07:32:00Z', None, "description",
+     "expected a string, got a datetime"),
+    ("control character in a key", '"bad\\nkey" = 1', None, '"bad\\nkey"', "unknown key"),
 ]  # fmt: skip
 
 
@@ -374,3 +435,37 @@ def test_single_brackets_for_an_array_of_tables_get_a_hint(load_text: LoadText) 
         load_text(HEAD + '[customizations.files]\npath = "/etc/a"\n')
     with pytest.raises(BlueprintError, match=r"write \[customizations\.firewall\] \(one table\)"):
         load_text(HEAD + "[[customizations.firewall]]\n")
+
+
+# No image type takes [customizations.disk] or partitioning_mode (osbuild's edge types refuse them
+# too), so their content rules are checked on the parsed model directly.
+DISK_RULES = [
+    ('[[customizations.disk.partitions]]\ntype = "zfs"', "customizations.disk.partitions[0].type",
+     "unknown partition type"),
+    ('[customizations]\npartitioning_mode = "zfs"', "customizations.partitioning_mode", "unknown mode"),
+    ('[[customizations.filesystem]]\nmountpoint = "/var/a"\nminsize = 1\n[customizations.disk]\nminsize = 1',
+     "customizations.disk", "cannot be combined"),
+    ('[[customizations.disk.partitions]]\ntype = "plain"\n[[customizations.disk.partitions.logical_volumes]]\n'
+     'name = "lv"', "customizations.disk.partitions[0].logical_volumes", 'only a partition of type "lvm"'),
+    ('[[customizations.disk.partitions]]\ntype = "btrfs"\n[[customizations.disk.partitions.subvolumes]]\n'
+     'name = "root"\nmountpoint = "/usr"', "customizations.disk.partitions[0].subvolumes[0].mountpoint",
+     "cannot be a mount point"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "path", "fragment"), DISK_RULES)
+def test_disk_layout_rules_name_the_key_path(tmp_path: Path, body: str, path: str, fragment: str) -> None:
+    source = tmp_path / "bp.toml"
+    converter = Converter(Context(source=str(source), base_dir=tmp_path))
+    bp = converter.model(Blueprint, tomllib.loads(HEAD + body), "")
+    with pytest.raises(BlueprintError) as info:
+        rules.check(bp, converter)
+    assert f" {path}:" in info.value.message and fragment in info.value.message
+
+
+def test_a_valid_disk_layout_passes_the_rules(tmp_path: Path) -> None:
+    converter = Converter(Context(source="bp.toml", base_dir=tmp_path))
+    body = ('[[customizations.disk.partitions]]\ntype = "lvm"\nname = "vg"\nminsize = "10 GiB"\n'
+            '[[customizations.disk.partitions.logical_volumes]]\nname = "varlv"\nmountpoint = "/var/log"\n'
+            'fs_type = "xfs"\nminsize = "1 GiB"\n')  # fmt: skip
+    rules.check(converter.model(Blueprint, tomllib.loads(HEAD + body), ""), converter)
