@@ -88,7 +88,7 @@ class Agent:
     reboot_fn: Callable[[], None] | None = None
     rng: random.Random = field(default_factory=random.Random)
     session: requests.Session | None = None
-    bundle_dir: Path | None = None  # an unpacked offline bundle used as the only source
+    bundle_file: Path | None = None  # an offline bundle (``fieldshift bundle``) used as the only source
 
     def __post_init__(self) -> None:
         p = self.cfg.paths
@@ -235,8 +235,6 @@ class Agent:
     # ------------------------------------------------------------------ catalog
 
     def _sources(self) -> list[HttpSource | DirSource]:
-        if self.bundle_dir is not None:
-            return [DirSource(self.bundle_dir)]
         out: list[HttpSource | DirSource] = []
         if self.cfg.source_dir is not None:
             out.append(DirSource(self.cfg.source_dir))
@@ -262,6 +260,8 @@ class Agent:
 
     def fetch_catalog(self, state: State) -> tuple[State, catalog_mod.Catalog, str]:
         """Fetch (with HTTP caching) and verify the catalog; return state, catalog and the repo location."""
+        if self.bundle_file is not None:
+            return self._fetch_bundle(state)
         errors = []
         for source in self._sources():
             try:
@@ -287,6 +287,27 @@ class Agent:
             state = state.update(catalog_serial=max(cat.serial, state.catalog_serial or 0))
             return state, cat, got.repo_url
         raise AgentError("; ".join(errors) or "no release source answered")
+
+    def _fetch_bundle(self, state: State) -> tuple[State, catalog_mod.Catalog, str]:
+        """Verify an offline bundle's catalog and import its deltas into the system repo."""
+        import tarfile
+
+        from updater import bundle
+
+        assert self.bundle_file is not None
+        cat = bundle.apply_bundle(self.bundle_file, self.sysroot.repo, list(self.cfg.trusted_keys),
+                                  last_serial=state.catalog_serial, now=self.now(), channel=self.cfg.channel)
+        with tarfile.open(self.bundle_file, mode="r:*") as tar:
+            parts = {}
+            for name in (catalog_mod.CATALOG_NAME, catalog_mod.SIGNATURE_NAME):
+                handle = tar.extractfile(name)
+                if handle is None:
+                    raise AgentError(f"bundle {self.bundle_file} has no {name}")
+                parts[name] = handle.read(catalog_mod.MAX_CATALOG_BYTES + 1)
+        atomic.write_bytes(self.catalog_dir / "catalog.json", parts[catalog_mod.CATALOG_NAME])
+        atomic.write_bytes(self.catalog_dir / "catalog.json.sig", parts[catalog_mod.SIGNATURE_NAME])
+        atomic.write_text(self.catalog_dir / "source", f"bundle:{self.bundle_file}\n")
+        return state.update(catalog_serial=max(cat.serial, state.catalog_serial or 0)), cat, "bundle:"
 
     def verified_cached_catalog(self, state: State) -> catalog_mod.Catalog:
         """The cached catalog, verified again now (the binding every stage decision relies on)."""
@@ -364,6 +385,8 @@ class Agent:
         self._save(state.update(progress={"repo": repo, "state": "downloading", "started": _iso(started)}))
         try:
             if not self.sysroot.has_commit(checksum):
+                if repo.startswith("bundle:"):
+                    raise AgentError(f"the offline bundle does not carry {state.target.version}; make one that does")
                 if "://" in repo:
                     options = {"low-speed-limit-bytes": str(self.cfg.low_speed_limit_bytes),
                                "low-speed-time-seconds": str(self.cfg.low_speed_time_seconds)}

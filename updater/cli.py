@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -93,19 +92,9 @@ def _take_requests(cfg: config_mod.AgentConfig) -> set[str]:
     return found
 
 
-def _unpack_bundle(bundle: Path, dest: Path) -> Path:
-    """Unpack an offline bundle with the releases helper's reader; returns the release directory."""
-    import importlib
-
-    bundle_mod = importlib.import_module("updater.bundle")
-    return Path(bundle_mod.extract(bundle, dest))
-
-
 def _update(cfg: config_mod.AgentConfig, args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="fieldshift-bundle-", dir=cfg.paths.state_dir) as tmp:
-        source = _unpack_bundle(args.from_bundle, Path(tmp)) if args.from_bundle else None
-        agent = Agent(cfg, bundle_dir=source)
-        state = agent.advance(force=True, reboot_now=args.now)
+    agent = Agent(cfg, bundle_file=args.from_bundle)
+    state = agent.advance(force=True, reboot_now=args.now)
     print(f"phase {state.phase}: {state.last_error or state.last_check_result or 'done'}")
     return 0 if not state.last_error or state.phase in ("staged", "rebooting") else 1
 

@@ -140,3 +140,40 @@ def test_no_reboot_while_pull_or_stage_is_in_flight_even_when_forced(
     for phase in IN_FLIGHT:
         allowed, why = agent.reboot_allowed(State(phase=phase), force=True)
         assert not allowed and "in flight" in why
+
+
+def test_offline_bundle_updates_a_device_without_any_network(site_and_device: tuple[ReleaseSite, Device],
+                                                             tmp_path) -> None:
+    from builder.bundle import make_bundle
+
+    site, dev = site_and_device
+    site.publish("1")
+    site.publish("2")
+    bundle = tmp_path / "update.tar"
+    make_bundle(site.release_dir, "stable", bundle, from_version="1")
+    dev.config.update(source_dir=None, release_url=["http://127.0.0.1:9/unreachable"])
+    dev.write_config()
+    done = dev.cli("update", "--from-bundle", str(bundle))
+    assert done.returncode == 0, done.stderr
+    assert dev.state()["phase"] == "rebooting"
+    assert dev.boot_until_settled().version == "2"
+    assert dev.cli("reconcile").returncode == 0
+    assert dev.state()["last_result"]["result"] == "success"
+
+
+def test_tampered_bundle_is_refused_and_nothing_is_staged(site_and_device: tuple[ReleaseSite, Device],
+                                                          tmp_path) -> None:
+    from builder.bundle import make_bundle
+
+    site, dev = site_and_device
+    site.publish("2")
+    bundle = tmp_path / "update.tar"
+    make_bundle(site.release_dir, "stable", bundle)
+    data = bytearray(bundle.read_bytes())
+    at = data.find(b'"serial"')
+    data[at + 10:at + 11] = b"9"
+    bundle.write_bytes(bytes(data))
+    done = dev.cli("update", "--from-bundle", str(bundle))
+    assert done.returncode != 0
+    assert "signature" in dev.state()["last_error"] or "signature" in done.stdout
+    assert [d.version for d in dev.deployments()] == ["1"]
