@@ -100,12 +100,13 @@ def commit(
 ) -> str:
     """Commit ``tree`` (owners and modes as on disk) and move ``ref`` to it; returns the checksum.
 
-    ostree writes the ref only after every object is stored, so a failure never leaves a half-written
-    ref. ``timestamp`` (seconds since the epoch) makes the commit object reproducible.
+    Objects are written without per-object fsync (rpm-ostree compose does the same), then the repo's
+    filesystem is synced once (``sync --file-system``) and only then is the ref moved: a failure or a
+    crash never leaves a ref pointing at missing objects. ``timestamp`` makes the commit reproducible.
     """
     when = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    argv = ["commit", f"--tree=dir={tree}", f"--timestamp={when}", f"--subject={subject}"]
-    argv.append(f"--branch={ref}" if ref else "--orphan")
+    argv = ["commit", f"--tree=dir={tree}", f"--timestamp={when}", f"--subject={subject}", "--orphan",
+            "--fsync=false"]
     if parent:
         argv.append(f"--parent={parent}")
     if consume:
@@ -116,7 +117,11 @@ def commit(
             argv.append(f"--add-metadata-string={key}={value}")
         else:
             argv.append(f"--add-metadata={key}={gvariant(value)}")
-    return _ostree(repo, *argv).strip()
+    checksum = _ostree(repo, *argv).strip()
+    run(["sync", "--file-system", str(repo)])
+    if ref:
+        set_ref(repo, ref, checksum)
+    return checksum
 
 
 def set_ref(repo: Path, ref: str, checksum: str) -> None:

@@ -1,5 +1,8 @@
 """The dnf backend: depsolve with dnf's Python API, install with real ``dnf --installroot``.
 
+Depsolve results are cached by :func:`resolution_key` (the request plus every repository's current
+``repomd.xml``), so an unchanged rebuild does not load repository metadata at all.
+
 Only the ``.repo`` files given in the request are read (a private ``reposdir``); the host's
 repositories, vars, plugins and rpm database are never used. The target's rpm database is written at
 the distro's own path (``%_dbpath`` through a private ``~/.rpmmacros``), and ostree prep later moves it
@@ -26,6 +29,7 @@ from builder.backends import (
     ResolvedPackage,
     no_progress,
 )
+from greenboot.atomic import write_json
 from greenboot.external import ToolError, run
 
 RESOLVER = Path(__file__).with_name("dnf_resolver.py")
@@ -86,6 +90,16 @@ class DnfBackend:
     def resolve(self, request: PackageRequest) -> PackageSet:
         if not request.repo_files:
             raise RepositoryError("no repositories given; pass --repos FILE_OR_DIR with dnf .repo files")
+        key = resolution_key(request)
+        memo = request.cache_dir / "depsolve" / f"{key}.json" if key else None
+        if memo is not None and memo.exists():
+            return self._package_set(json.loads(memo.read_text()), request)
+        answer = self._resolve(request)
+        if memo is not None:
+            write_json(memo, answer)
+        return self._package_set(answer, request)
+
+    def _resolve(self, request: PackageRequest) -> dict:
         with _Workspace(request) as ws:
             query = {
                 "cachedir": str(ws.cachedir),
@@ -97,9 +111,13 @@ class DnfBackend:
                 "excludes": list(request.excludes),
             }
             proc = run([_system_python(), "-I", str(RESOLVER)], input=json.dumps(query), env={"HOME": str(ws.home)})
-        answer = json.loads(proc.stdout)
+        answer: dict = json.loads(proc.stdout)
         if "error" in answer:
             raise self._error(answer["error"], request)
+        return answer
+
+    @staticmethod
+    def _package_set(answer: dict, request: PackageRequest) -> PackageSet:
         pkgs = tuple(
             ResolvedPackage(
                 name=p["name"], epoch=int(p["epoch"]), version=p["version"], release=p["release"],
@@ -165,3 +183,60 @@ class DnfBackend:
                 raise PackageError(
                     f"dnf could not install the resolved packages into {root}: {_first_line(err.stderr or err.stdout)}"
                 ) from err
+
+
+def _repomd_urls(request: PackageRequest) -> list[str] | None:
+    """``repodata/repomd.xml`` URL of every enabled repo, or ``None`` when one cannot be pinned down."""
+    import configparser
+
+    urls = []
+    for path in request.repo_files:
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read(path)
+        except configparser.Error:
+            return None
+        for section in parser.sections():
+            repo = parser[section]
+            if repo.get("enabled", "1").strip() in ("0", "false", "no"):
+                continue
+            base = (repo.get("baseurl") or "").split()
+            if not base:
+                return None  # metalink / mirrorlist: let dnf decide
+            url = base[0].replace("$releasever", request.releasever).replace("$basearch", _basearch(request.arch))
+            urls.append(url.rstrip("/") + "/repodata/repomd.xml")
+    return urls
+
+
+def _fetch(url: str) -> bytes | None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - file:// and http(s) repos only
+            return bytes(resp.read())
+    except (OSError, ValueError):
+        return None
+
+
+def resolution_key(request: PackageRequest) -> str | None:
+    """Hash of the request and every repository's current ``repomd.xml``; ``None`` if not determinable.
+
+    Equal keys mean dnf would resolve the same set: depsolve results are cached under this key, so an
+    unchanged rebuild skips loading repository metadata.
+    """
+    import hashlib
+
+    urls = _repomd_urls(request)
+    if urls is None:
+        return None
+    h = hashlib.sha256(json.dumps({
+        "specs": [s.spec for s in request.specs], "excludes": list(request.excludes),
+        "releasever": request.releasever, "arch": request.arch, "dbpath": request.dbpath,
+        "repos": [p.read_text() for p in request.repo_files],
+    }, sort_keys=True).encode())
+    for url in urls:
+        data = _fetch(url)
+        if data is None:
+            return None
+        h.update(url.encode() + b"\0" + data)
+    return h.hexdigest()
