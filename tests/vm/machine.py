@@ -1,0 +1,215 @@
+"""A device in QEMU (TCG, q35, OVMF): boot a disk through a qcow2 overlay, read its console, run commands on it.
+
+Serial port 0 is the kernel and GRUB console, logged to ``console.log``; serial port 1 carries a root
+shell (a getty with autologin that test images enable on ``ttyS1``), reached through a unix socket.
+Waiting is always for a marker in the console log or for a command's end marker, never a blind sleep.
+Guest networking is QEMU user mode: the guest reaches the host's loopback as ``10.0.2.2``.
+A power cut is ``SIGKILL`` of the QEMU process; :meth:`Machine.start` again boots the same disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS.fd")
+HOST_FROM_GUEST = "10.0.2.2"
+
+
+class MachineError(AssertionError):
+    """The VM did not do what a test waited for (the message carries the console's tail)."""
+
+
+@dataclass
+class Machine:
+    """One virtual device with its own overlay disk, firmware variables and logs in ``workdir``."""
+
+    base_disk: Path
+    workdir: Path
+    memory_mib: int = 1024
+    cpus: int = 2
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _shell: socket.socket | None = field(default=None, repr=False)
+    _shell_buf: bytes = field(default=b"", repr=False)
+    _seq: int = field(default=0, repr=False)
+    boots: int = field(default=0)
+
+    @property
+    def disk(self) -> Path:
+        return self.workdir / "disk.qcow2"
+
+    @property
+    def console_log(self) -> Path:
+        return self.workdir / "console.log"
+
+    @property
+    def shell_sock(self) -> Path:
+        return self.workdir / "shell.sock"
+
+    def _prepare(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.disk.exists():
+            subprocess.run(
+                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(self.base_disk), str(self.disk)],
+                check=True,
+            )
+        vars_fd = self.workdir / "OVMF_VARS.fd"
+        if not vars_fd.exists():
+            shutil.copyfile(OVMF_VARS, vars_fd)
+
+    def argv(self) -> list[str]:
+        return [
+            "qemu-system-x86_64",
+            "-machine", "q35",
+            "-accel", "tcg",
+            "-m", str(self.memory_mib),
+            "-smp", str(self.cpus),
+            "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,file={self.workdir / 'OVMF_VARS.fd'}",
+            "-drive", f"file={self.disk},if=virtio,format=qcow2,cache=unsafe",
+            "-netdev", "user,id=n0",
+            "-device", "virtio-net-pci,netdev=n0",
+            "-chardev", f"file,id=con,path={self.console_log}",
+            "-serial", "chardev:con",
+            "-chardev", f"socket,id=sh,path={self.shell_sock},server=on,wait=off",
+            "-serial", "chardev:sh",
+            "-display", "none",
+            "-monitor", "none",
+            "-nodefaults",
+        ]  # fmt: skip
+
+    def start(self) -> None:
+        """Power on (the console log of the previous run is kept as ``console.<n>.log``)."""
+        if self.running:
+            raise MachineError("machine is already running")
+        self._prepare()
+        if self.console_log.exists():
+            self.console_log.rename(self.workdir / f"console.{self.boots}.log")
+        self.console_log.write_bytes(b"")
+        self.shell_sock.unlink(missing_ok=True)
+        self.boots += 1
+        self._close_shell()
+        with (self.workdir / "qemu.stderr").open("ab") as err:
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def power_cut(self) -> None:
+        """SIGKILL QEMU: the guest loses power mid-whatever, exactly like pulling the plug."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self._close_shell()
+        self.proc = None
+
+    def stop(self) -> None:
+        """Tear down (a power cut; tests that need a clean shutdown ask the guest for one)."""
+        self.power_cut()
+
+    # -- console -------------------------------------------------------------------------------------
+
+    def console(self) -> str:
+        return self.console_log.read_text(errors="replace") if self.console_log.exists() else ""
+
+    def wait_console(self, pattern: str, timeout: float, *, since: int = 0) -> re.Match[str]:
+        """Wait until ``pattern`` (a regex) appears in the console log after offset ``since``."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.console()
+            m = rx.search(text, since)
+            if m:
+                return m
+            if not self.running:
+                raise MachineError(f"VM stopped while waiting for {pattern!r}; console tail:\n{text[-3000:]}")
+            if time.monotonic() > deadline:
+                raise MachineError(f"no {pattern!r} on the console within {timeout:.0f} s; tail:\n{text[-3000:]}")
+            time.sleep(0.2)
+
+    # -- shell on ttyS1 ------------------------------------------------------------------------------
+
+    def _close_shell(self) -> None:
+        if self._shell is not None:
+            self._shell.close()
+        self._shell = None
+        self._shell_buf = b""
+
+    def _connect(self, timeout: float) -> socket.socket:
+        if self._shell is not None:
+            return self._shell
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(str(self.shell_sock))
+                s.settimeout(0.5)
+                self._shell = s
+                return s
+            except OSError:
+                if time.monotonic() > deadline or not self.running:
+                    raise MachineError(f"cannot connect to the VM shell socket {self.shell_sock}") from None
+                time.sleep(0.2)
+
+    def _read_until(self, rx: re.Pattern[bytes], timeout: float) -> re.Match[bytes]:
+        s = self._connect(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self._shell_buf)
+            if m:
+                self._shell_buf = self._shell_buf[m.end() :]
+                return m
+            if time.monotonic() > deadline:
+                tail = self._shell_buf[-2000:].decode(errors="replace")
+                raise MachineError(f"shell gave no {rx.pattern!r} within {timeout:.0f} s; got:\n{tail}")
+            if not self.running:
+                raise MachineError("VM stopped while a shell command was running")
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                self._close_shell()
+                s = self._connect(timeout)
+                continue
+            self._shell_buf += chunk
+
+    def wait_shell(self, timeout: float) -> None:
+        """Wait until the root shell on ttyS1 answers (the system reached multi-user with our getty)."""
+        s = self._connect(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            self._seq += 1
+            token = f"FS_READY_{self._seq}"
+            s.sendall(f"\nstty -echo; echo {token[:3]}''{token[3:]}\n".encode())
+            try:
+                self._read_until(re.compile(token.encode()), timeout=3)
+                return
+            except MachineError:
+                if time.monotonic() > deadline:
+                    raise
+
+    def run(self, command: str, timeout: float = 60, *, check: bool = True) -> tuple[int, str]:
+        """Run ``command`` in the guest's root shell; returns (exit status, output)."""
+        s = self._connect(timeout)
+        self._seq += 1
+        n = self._seq
+        start = f"FS_BEGIN_{n}"
+        s.sendall(f"echo {start[:3]}''{start[3:]}; {command}; echo FS_END_$(( {n} ))_$?\n".encode())
+        self._read_until(re.compile(start.encode() + rb"\r?\n"), timeout)
+        m = self._read_until(re.compile(rb"(?s)(.*?)FS_END_" + str(n).encode() + rb"_(\d+)"), timeout)
+        out = m.group(1).decode(errors="replace").replace("\r\n", "\n")
+        rc = int(m.group(2))
+        if check and rc != 0:
+            raise MachineError(f"guest command failed (exit {rc}): {command}\n{out[-2000:]}")
+        return rc, out
