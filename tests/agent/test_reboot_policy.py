@@ -1,0 +1,89 @@
+"""Reboot strategies: fleet_lock against a loopback FleetLock server, manual, and the request path."""
+
+from __future__ import annotations
+
+import json
+
+from tests.agent.fleetlock_server import FleetLockServer
+from tests.sim.device import Device, ReleaseSite
+from updater import rollout
+from updater.fleetlock import FleetLock, FleetLockError
+
+
+def test_fleetlock_client_sends_zincatis_body_and_header() -> None:
+    with FleetLockServer() as server:
+        FleetLock(server.url, "node-a", "workers").lock()
+        FleetLock(server.url, "node-a", "workers").unlock()
+        first, second = server.state.requests
+    assert first["path"] == "/base/v1/pre-reboot" and second["path"] == "/base/v1/steady-state"
+    assert first["header"] == "true"
+    assert json.loads(first["raw"]) == {"client_params": {"id": "node-a", "group": "workers"}}
+
+
+def test_fleetlock_refusal_carries_the_servers_reason() -> None:
+    with FleetLockServer(slots=1) as server:
+        FleetLock(server.url, "node-a").lock()
+        try:
+            FleetLock(server.url, "node-b").lock()
+        except FleetLockError as err:
+            assert err.kind == "failed_lock_semaphore_full"
+            assert "semaphore currently full" in err.message
+        else:
+            raise AssertionError("a full semaphore must refuse the second node")
+
+
+def test_fleet_lock_strategy_waits_for_a_slot_reboots_and_releases_it_after_a_good_boot(
+        site_and_device: tuple[ReleaseSite, Device]) -> None:
+    site, dev = site_and_device
+    with FleetLockServer(slots=1) as server:
+        server.state.holders.add("another-node")
+        dev.config.update(reboot_strategy="fleet_lock", fleet_lock_url=server.url, fleet_lock_group="edge")
+        dev.write_config()
+        site.publish("2")
+        state = dev.agent().advance()
+        assert state.phase == "staged" and dev.reboots_requested == 0
+        assert "semaphore currently full" in state.last_error
+        server.state.holders.clear()
+        state = dev.agent().advance(force=True)
+        assert state.phase == "rebooting" and state.fleet_lock_held
+        node = rollout.node_id((dev.root / "etc/machine-id").read_text().strip())
+        assert server.state.holders == {node}
+        assert node not in (dev.root / "etc/machine-id").read_text()  # never the raw machine id
+        dev.boot_until_settled()
+        final = dev.agent().advance()
+        assert final.phase == "idle" and not final.fleet_lock_held
+        assert server.state.holders == set()
+        assert server.state.requests[-1]["path"] == "/base/v1/steady-state"
+
+
+def test_manual_strategy_stages_and_waits_for_the_reboot_command(site_and_device: tuple[ReleaseSite, Device]) -> None:
+    site, dev = site_and_device
+    dev.config.update(reboot_strategy="manual")
+    dev.write_config()
+    site.publish("2")
+    state = dev.agent().advance()
+    assert state.phase == "staged"
+    assert "fieldshift-agent reboot" in state.last_error
+    done = dev.cli("reboot")
+    assert done.returncode == 0, done.stderr
+    assert (dev.root / "reboot-requested").exists()   # the configured reboot command ran
+    assert dev.state()["phase"] == "rebooting"
+
+
+def test_status_json_reports_booted_pending_policy_and_progress(site_and_device: tuple[ReleaseSite, Device]) -> None:
+    site, dev = site_and_device
+    dev.config.update(reboot_strategy="manual")
+    dev.write_config()
+    site.publish("2")
+    dev.agent().advance()
+    out = dev.cli("status", "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["booted"]["version"] == "1"
+    assert info["pending"]["version"] == "2"
+    assert info["phase"] == "staged" and info["reboot_strategy"] == "manual"
+    assert info["download"]["state"] == "done"
+    text = dev.cli("status")
+    assert "pending" in text.stdout and "2 (" in text.stdout
+    metrics = (dev.root / "metrics/fieldshift_agent.prom").read_text()
+    assert 'fieldshift_agent_phase{phase="staged"} 5' in metrics
