@@ -67,20 +67,23 @@ def _is_table_array(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
 
 
-def _emit_table(lines: list[str], prefix: list[str], table: Mapping[str, Any]) -> None:
-    """Scalars and inline arrays first, then sub-tables, then arrays of tables (TOML's ordering rule)."""
-    for k, v in table.items():
-        if not isinstance(v, Mapping) and not _is_table_array(v):
-            lines.append(f"{_key(k)} = {_value(v)}")
+def _emit_table(lines: list[str], prefix: list[str], table: Mapping[str, Any], header: str = "") -> None:
+    """Scalars and inline arrays first, then sub-tables, then arrays of tables (TOML's ordering rule).
+
+    A ``[table]`` header holding only sub-tables is left out: TOML defines it implicitly.
+    """
+    plain = [(k, v) for k, v in table.items() if not isinstance(v, Mapping) and not _is_table_array(v)]
+    if header and (plain or len(plain) == len(table) or header.startswith("[[")):
+        lines += ["", header]
+    for k, v in plain:
+        lines.append(f"{_key(k)} = {_value(v)}")
     for k, v in table.items():
         if isinstance(v, Mapping):
-            lines += ["", f"[{'.'.join(_key(p) for p in prefix + [k])}]"]
-            _emit_table(lines, prefix + [k], v)
+            _emit_table(lines, prefix + [k], v, f"[{'.'.join(_key(p) for p in prefix + [k])}]")
     for k, v in table.items():
         if _is_table_array(v):
             for item in v:
-                lines += ["", f"[[{'.'.join(_key(p) for p in prefix + [k])}]]"]
-                _emit_table(lines, prefix + [k], item)
+                _emit_table(lines, prefix + [k], item, f"[[{'.'.join(_key(p) for p in prefix + [k])}]]")
 
 
 def _key(name: str) -> str:

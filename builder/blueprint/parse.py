@@ -74,18 +74,12 @@ def _shown(value: object) -> str:
 
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def join(path: str, name: str) -> str:
     """Append a key to a key path (quoted like TOML when it is not a bare key)."""
     shown = name if _BARE_KEY.match(name) else json.dumps(name)
     return f"{path}.{shown}" if path else shown
-
-
-def one_line(text: str) -> str:
-    """``text`` with control characters escaped, so a message stays one printable line."""
-    return _CONTROL.sub(lambda m: json.dumps(m.group(0))[1:-1], text)
 
 
 def suggestion(name: str, candidates: typing.Iterable[str]) -> str:
@@ -117,7 +111,7 @@ class Converter:
     def error(self, path: str, message: str) -> BlueprintError:
         """An error located at ``path`` in the source file."""
         where = f"{self.ctx.source}: {path}" if path else self.ctx.source
-        return BlueprintError(one_line(f"{where}: {message}"))
+        return BlueprintError(f"{where}: {message}")
 
     def model(self, cls: type[T], table: object, path: str) -> T:
         """Convert ``table`` into an instance of the dataclass ``cls``."""
@@ -171,9 +165,7 @@ class Converter:
                     hint = f"; write [[{path}]] (an array of tables), not [{path}]"
                 raise self.error(path, f"expected an array, got {describe(raw)} ({_shown(raw)}){hint}")
             return tuple(self.value(args[0], item, f"{path}[{i}]", f) for i, item in enumerate(raw))
-        if origin is frozenset:
-            raise self.error(path, "is computed by fieldshift and cannot be set")
-        if hint is Path or (f is not None and f.metadata.get("relative_path") and hint is Path):
+        if hint is Path:
             text = self.value(str, raw, path)
             if not text:
                 raise self.error(path, "must not be empty")
