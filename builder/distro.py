@@ -7,10 +7,11 @@ Each distro is one TOML file in ``builder/distros/`` (data, like osbuild's distr
 from __future__ import annotations
 
 import difflib
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
+
+import tomllib
 
 from greenboot.errors import UserError
 
