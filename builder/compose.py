@@ -45,6 +45,7 @@ from builder.stages import (
     users,
 )
 from builder.stages import fieldshift as fieldshift_stage
+from greenboot.atomic import write_json
 from greenboot.errors import UserError
 
 log = logging.getLogger("fieldshift.compose")
@@ -265,7 +266,7 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
     ref = request.ref or bp.fieldshift.ref or d.ostree_ref
     repo = request.ostree_repo
     ostree.ensure_repo(repo)
-    head = ostree.rev_parse(repo, ref)
+    head = _head(repo, ref)
     if request.parent:
         parent = ostree.rev_parse(repo, request.parent)
         if parent is None:
@@ -274,14 +275,13 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
         parent = head
     inputhash = input_hash(bp, pkgset, ref, {"distro": d.name, "arch": d.architecture})
     names = tuple(p.nevra for p in pkgset.packages)
-    if head is not None and ostree.metadata_value(repo, head, "rpmostree.inputhash") == inputhash and (
-            request.parent is None or parent == ostree.show(repo, head).parent):
-        info = ostree.show(repo, head)
-        say(f"no changes: {ref} is already at {head[:12]}")
-        outputs = _outputs(request, repo, ref, head, inputhash, bp, d, say)
-        return BuildResult(ref, head, info.parent, bp.version, inputhash, info.content_checksum, True, True,
-                           names, str(ostree.metadata_value(repo, head, "ostree.linux") or ""), outputs,
-                           seconds=time.monotonic() - started)
+    record = _commit_record(repo, head, cache_dir) if head else None
+    if record is not None and record["inputhash"] == inputhash and (
+            request.parent is None or parent == record["parent"]):
+        say(f"no changes: {ref} is already at {str(head)[:12]}")
+        outputs = _outputs(request, repo, ref, str(head), inputhash, bp, d, say)
+        return BuildResult(ref, str(head), record["parent"], bp.version, inputhash, record["content_checksum"],
+                           True, True, names, record["kernel"], outputs, seconds=time.monotonic() - started)
     tree_cache = TreeCache(cache_dir)
     hit = tree_cache.get(pkgset.digest) is not None
     backend = backends.get(d.backend)
@@ -318,10 +318,42 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
         if not request.keep_tree:
             shutil.rmtree(work, ignore_errors=True)
     info = ostree.show(repo, checksum)
+    _save_commit_record(cache_dir, checksum, {"inputhash": inputhash, "parent": info.parent, "kernel": kver,
+                                              "content_checksum": info.content_checksum})
     say(f"committed {checksum[:12]} on {ref}")
     outputs = _outputs(request, repo, ref, checksum, inputhash, bp, d, say)
     return BuildResult(ref, checksum, parent, bp.version, inputhash, info.content_checksum, False, hit, names,
                        kver, outputs, kept, time.monotonic() - started)
+
+
+def _head(repo: Path, ref: str) -> str | None:
+    """The ref's commit: read from ``refs/heads`` directly (the common case), else via ``ostree rev-parse``."""
+    path = repo / "refs" / "heads" / ref
+    if path.is_file():
+        return path.read_text().strip()
+    return ostree.rev_parse(repo, ref)
+
+
+def _save_commit_record(cache_dir: Path, checksum: str, record: dict[str, Any]) -> None:
+    write_json(cache_dir / "commits" / f"{checksum}.json", record)
+
+
+def _commit_record(repo: Path, checksum: str, cache_dir: Path) -> dict[str, Any] | None:
+    """What the no-op check needs to know about a commit.
+
+    A commit object is immutable (its checksum covers its metadata), so facts recorded when we made it
+    stay true while the object exists; commits made elsewhere are read with ``ostree``.
+    """
+    saved = cache_dir / "commits" / f"{checksum}.json"
+    if saved.exists() and (repo / "objects" / checksum[:2] / f"{checksum[2:]}.commit").exists():
+        record: dict[str, Any] = json.loads(saved.read_text())
+        return record
+    inputhash = ostree.metadata_value(repo, checksum, "rpmostree.inputhash")
+    if inputhash is None:
+        return None
+    info = ostree.show(repo, checksum)
+    return {"inputhash": inputhash, "parent": info.parent, "content_checksum": info.content_checksum,
+            "kernel": str(ostree.metadata_value(repo, checksum, "ostree.linux") or "")}
 
 
 def _outputs(request: BuildRequest, repo: Path, ref: str, checksum: str, inputhash: str, bp: Blueprint,
