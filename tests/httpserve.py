@@ -48,10 +48,17 @@ class Access:
     body_bytes: int
     header_bytes: int
     range: str | None = None
+    request_bytes: int = 0  # request line + request headers as received
 
     @property
     def total_bytes(self) -> int:
+        """Response bytes (headers + body)."""
         return self.body_bytes + self.header_bytes
+
+    @property
+    def wire_bytes(self) -> int:
+        """Both directions: request line and headers, response headers and body."""
+        return self.request_bytes + self.body_bytes + self.header_bytes
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -76,7 +83,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, status: int, body: int, rng: str | None) -> None:
         path = urllib.parse.urlsplit(self.path).path
-        self.server.owner._append(Access(self.command, path, status, body, getattr(self, "_header_bytes", 0), rng))
+        request = len(self.raw_requestline)
+        if getattr(self, "headers", None) is not None:
+            request += sum(len(f"{k}: {v}\r\n".encode()) for k, v in self.headers.items()) + 2
+        self.server.owner._append(
+            Access(self.command, path, status, body, getattr(self, "_header_bytes", 0), rng, request)
+        )
         self._header_bytes = 0
 
     def _plain(self, status: int, message: str = "") -> None:
