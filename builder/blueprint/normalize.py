@@ -76,7 +76,7 @@ def _emit_table(lines: list[str], prefix: list[str], table: Mapping[str, Any], h
     if header and (plain or len(plain) == len(table) or header.startswith("[[")):
         lines += ["", header]
     for k, v in plain:
-        lines.append(f"{_key(k)} = {_value(v)}")
+        lines.append(f"{_key(k)} = {toml_value(v)}")
     for k, v in table.items():
         if isinstance(v, Mapping):
             _emit_table(lines, prefix + [k], v, f"[{'.'.join(_key(p) for p in prefix + [k])}]")
@@ -90,15 +90,16 @@ def _key(name: str) -> str:
     return name if _BARE_KEY.match(name) else json.dumps(name)
 
 
-def _value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """``value`` as a TOML value (strings quoted and escaped, lists and tables inline)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")  # TOML forbids raw DEL
     if isinstance(value, list):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
     return json.dumps(str(value))

@@ -2,7 +2,8 @@
 
 Variables come from ``--var KEY=VALUE`` (strings) and ``--vars FILE.yaml`` (a YAML mapping);
 ``--var`` wins over the file. An undefined variable is an error that names the variable and the
-template file and line, never an empty string in the output.
+template file and line, never an empty string in the output. The ``toml`` filter quotes a value for
+TOML (``secret = {{ pull_secret | toml }}``) so quotes or newlines in it cannot break the document.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import jinja2
 import yaml
 
 from builder.blueprint.errors import BlueprintError
+from builder.blueprint.normalize import toml_value
 
 TEMPLATE_SUFFIX = ".j2"
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -67,6 +69,8 @@ def render(path: Path, variables: Mapping[str, Any]) -> str:
         keep_trailing_newline=True,
         autoescape=False,
     )
+    # {{ value | toml }}: a correctly quoted TOML value, whatever characters the value holds.
+    env.filters["toml"] = toml_value
     try:
         template = env.get_template(path.name)
         return template.render(**variables)
