@@ -103,5 +103,6 @@ def test_missing_file_is_one_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", ['{"auths": {"r": {"auth": "x"}}}', "it's \"quoted\"\nand\tmulti-line\x7f", "ünï"])
 def test_toml_filter_keeps_any_string_one_valid_toml_value(tmp_path: Path, value: str) -> None:
-    path = write(tmp_path, "bp.toml.j2", 'name = "x"\n[[customizations.files]]\npath = "/etc/s"\ndata = {{ s | toml }}\n')
+    body = 'name = "x"\n[[customizations.files]]\npath = "/etc/s"\ndata = {{ s | toml }}\n'
+    path = write(tmp_path, "bp.toml.j2", body)
     assert load(path, {"s": value}).customizations.files[0].data == value
