@@ -300,7 +300,7 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
         tree_cache.copy_to(pkgset.digest, tree)
         kargs = customize(tree, bp, _parent_accounts(repo, parent), say)
         say("preparing the ostree layout")
-        kver = ostree_prep.apply(tree, ostree_prep.OstreePrepOptions(DBPATHS.get(d.name, "/var/lib/rpm")))
+        kver = ostree_prep.apply(tree, _prep_options(d))
         say(f"committing to {ref}")
         timestamp = request.source_date_epoch
         if timestamp is None:
@@ -324,6 +324,12 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
     outputs = _outputs(request, repo, ref, checksum, inputhash, bp, d, say)
     return BuildResult(ref, checksum, parent, bp.version, inputhash, info.content_checksum, False, hit, names,
                        kver, outputs, kept, time.monotonic() - started)
+
+
+def _prep_options(d: distro.Distro) -> ostree_prep.OstreePrepOptions:
+    if d.backend == "apt":
+        return ostree_prep.OstreePrepOptions("/var/lib/dpkg", package_format="deb")
+    return ostree_prep.OstreePrepOptions(DBPATHS.get(d.name, "/var/lib/rpm"))
 
 
 def _head(repo: Path, ref: str) -> str | None:
