@@ -43,6 +43,18 @@ _SIZE_FIELDS = {"minsize", "size"}
 _ALIASES = {("Filesystem", "size"): "minsize"}
 
 
+def _misplaced(cls: type, name: str) -> str:
+    """A hint when a top-level key belongs in ``[customizations]`` or ``[fieldshift]``."""
+    if not (dataclasses.is_dataclass(cls) and cls.__name__ == "Blueprint"):
+        return ""
+    hints = _hints(cls)
+    for table in ("customizations", "fieldshift"):
+        inner = hints[table]
+        if name in {toml_key(f) for f in public_fields(inner)}:
+            return f"; it belongs in [{table}] ({table}.{name})"
+    return ""
+
+
 @dataclass(frozen=True)
 class Context:
     """What conversion needs besides the table: where relative paths are anchored and the file name."""
@@ -125,7 +137,11 @@ class Converter:
         for name in table:
             alias = _ALIASES.get((cls.__name__, name))
             if name not in fields and alias is None:
-                hint = suggestion(name, fields) or f" (allowed: {', '.join(sorted(fields))})"
+                hint = (
+                    _misplaced(cls, name)
+                    or suggestion(name, fields)
+                    or f" (allowed: {', '.join(sorted(fields))})"
+                )
                 raise self.error(join(path, name), f"unknown key{hint}")
         values: dict[str, Any] = {}
         for name, f in fields.items():
