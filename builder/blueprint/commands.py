@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from builder.blueprint import imagetypes
+from builder.blueprint.errors import BlueprintError
 from builder.blueprint.loader import load
 from builder.blueprint.normalize import to_json_data, to_toml
 from builder.blueprint.template import parse_var, read_vars_file
@@ -52,7 +53,12 @@ def blueprint() -> None:
 @template_options
 def validate(file: Path, var_items: tuple[str, ...], vars_file: Path | None, image_type: str, as_json: bool) -> None:
     """Check FILE (a blueprint .toml or .toml.j2 template) and report the first problem."""
-    bp = load(file, collect_vars(var_items, vars_file), image_type)
+    try:
+        bp = load(file, collect_vars(var_items, vars_file), image_type)
+    except BlueprintError as err:
+        if as_json:  # machines get the verdict on stdout too; people still get the line on stderr
+            click.echo(json.dumps({"valid": False, "file": str(file), "error": err.message}, indent=2))
+        raise
     if as_json:
         click.echo(
             json.dumps(

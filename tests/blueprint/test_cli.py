@@ -109,3 +109,13 @@ def test_blueprint_that_is_not_utf8_is_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "bp.toml"
     path.write_bytes(b'name = "\xff"\n')
     assert_one_line_error(fieldshift("blueprint", "validate", path), "not UTF-8")
+
+
+def test_validate_json_reports_an_invalid_blueprint_on_stdout_too(tmp_path: Path) -> None:
+    path = tmp_path / "bp.toml"
+    path.write_text('name = "x"\nversion = "one"\n')
+    result = fieldshift("blueprint", "validate", path, "--json")
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    assert data["valid"] is False and "version" in data["error"]
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
