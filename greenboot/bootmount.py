@@ -9,14 +9,12 @@ sees ``/boot`` writable. Under ``--root`` nothing is ever remounted.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 from greenboot.errors import UserError
-from greenboot.external import run
 from greenboot.layout import Layout
 
 CLONE_NEWNS = 0x00020000
@@ -70,6 +68,10 @@ def _own_namespace() -> bool:
 
 
 def _unshare_mounts() -> None:
+    import ctypes
+
+    from greenboot.external import run
+
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNS) != 0:
         err = ctypes.get_errno()
@@ -93,6 +95,8 @@ def writable(layout: Layout, target: Path) -> Iterator[None]:
     if step is None or not step.needed:
         yield
         return
+    from greenboot.external import run
+
     if step.unshare:
         _unshare_mounts()
     run(["mount", "-o", "remount,rw", step.mountpoint])
