@@ -143,11 +143,13 @@ class Agent:
             cached = {}
         name = cached.get("deployment") if boot and cached.get("boot_id") == boot else None
         if name is None:
-            try:
-                cmdline = self.cfg.paths.kernel_cmdline.read_text(encoding="utf-8")
-            except OSError:
-                cmdline = ""
-            found = self.sysroot.deployment_of_cmdline(cmdline)
+            found = self.sysroot.deployment_of_root(self.cfg.paths.booted_root)
+            if found is None:
+                try:
+                    cmdline = self.cfg.paths.kernel_cmdline.read_text(encoding="utf-8")
+                except OSError:
+                    cmdline = ""
+                found = self.sysroot.deployment_of_cmdline(cmdline)
             if found is None:
                 return None
             name = found[1]

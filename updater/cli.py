@@ -28,6 +28,9 @@ from updater.notify import Notifier
 
 PROG = "fieldshift-agent"
 REQUESTS = ("reboot", "update-now", "check")
+# The loop wakes every second for queued CLI requests (a stat each) and re-evaluates the state
+# machine every ADVANCE_EVERY seconds; advance() itself returns at once while nothing is due.
+ADVANCE_EVERY = 10.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,14 +122,17 @@ def _serve(cfg: config_mod.AgentConfig) -> int:
         threading.Thread(target=pinger, name="watchdog", daemon=True).start()
     state = agent.reconcile()
     notifier.ready(f"phase {state.phase}")
+    next_advance = 0.0
     while not stop.is_set():
         requests_ = _take_requests(cfg)
         if "reboot" in requests_:
             agent.request_reboot()
-        force = bool(requests_ & {"update-now", "check"})
-        state = agent.advance(force=force, reboot_now="update-now" in requests_)
+        if requests_ or time.monotonic() >= next_advance:
+            force = bool(requests_ & {"update-now", "check"})
+            state = agent.advance(force=force, reboot_now="update-now" in requests_)
+            notifier.status(f"phase {state.phase}" + (f": {state.last_error}" if state.last_error else ""))
+            next_advance = time.monotonic() + ADVANCE_EVERY
         heartbeat[0] = time.monotonic()
-        notifier.status(f"phase {state.phase}" + (f": {state.last_error}" if state.last_error else ""))
         stop.wait(tick)
     notifier.stopping()
     return 0

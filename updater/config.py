@@ -52,6 +52,7 @@ class Paths:
     grubenv: Path = Path("/boot/grub2/grubenv")
     greenboot_root: Path = Path("/")
     kernel_cmdline: Path = Path("/proc/cmdline")
+    booted_root: Path = Path("/")
     machine_id: Path = Path("/etc/machine-id")
     journal_socket: Path = Path("/run/systemd/journal/socket")
     prometheus_textfile: Path | None = None
@@ -267,6 +268,7 @@ KEYS: Mapping[str, Key] = {
     "paths.grubenv": Key(_path, "grub environment block holding boot_counter / boot_success"),
     "paths.greenboot_root": Key(_path, "root under which greenboot's config and reports live"),
     "paths.kernel_cmdline": Key(_path, "kernel command line naming the booted deployment (ostree=)"),
+    "paths.booted_root": Key(_path, "the running system's / (matched by device and inode to a deployment)"),
     "paths.machine_id": Key(_path, "machine-id file (hashed, never sent)"),
     "paths.journal_socket": Key(_path, "journald native socket; stderr when absent"),
     "paths.prometheus_textfile": Key(_path, "node_exporter textfile written after each step"),

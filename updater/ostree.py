@@ -7,6 +7,7 @@ Every call names the sysroot or repo explicitly, so a sysroot in a directory wor
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import time
@@ -112,6 +113,27 @@ class Sysroot:
                 if target.parent.name == "deploy" and target.parent.parent.parent.name == "deploy":
                     return target.parent.parent.name, target.name
                 return None
+        return None
+
+    def deployment_of_root(self, root: Path) -> tuple[str, str] | None:
+        """``(osname, "<checksum>.<serial>")`` whose directory is ``root`` (same device and inode),
+        the way ostree itself finds the booted deployment; None when no deployment matches."""
+        try:
+            st = os.stat(root)
+        except OSError:
+            return None
+        base = self.path / "ostree" / "deploy"
+        for os_dir in base.iterdir() if base.is_dir() else ():
+            deploy_dir = os_dir / "deploy"
+            for d in deploy_dir.iterdir() if deploy_dir.is_dir() else ():
+                if d.name.endswith(".origin") or not d.is_dir():
+                    continue
+                try:
+                    dst = os.stat(d)
+                except OSError:
+                    continue
+                if (dst.st_dev, dst.st_ino) == (st.st_dev, st.st_ino):
+                    return os_dir.name, d.name
         return None
 
     def has_commit(self, checksum: str) -> bool:

@@ -117,7 +117,14 @@ class StateStore:
             raise StateError(f"{self.path}: agent state is corrupt ({err}); move it aside to start afresh") from err
 
     def save(self, state: State) -> State:
-        atomic.write_json(self.path, state.to_json(), mode=0o600)
+        """Persist ``state`` (skipped when the file already says exactly that: no flash wear while waiting)."""
+        data = (json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n").encode()
+        try:
+            same = self.path.read_bytes() == data
+        except OSError:
+            same = False
+        if not same:
+            atomic.write_bytes(self.path, data, mode=0o600)
         _stop_point(state.phase)
         return state
 

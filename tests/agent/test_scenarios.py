@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from tests.sim.device import Device, ReleaseSite
 
 
@@ -26,9 +30,11 @@ def _tree_bytes(root) -> dict:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.parametrize("greenboot_fallback", [True, False], ids=["greenboot-makes-it-permanent", "agent-does"])
 def test_bad_update_falls_back_rollback_sticks_data_restored_and_release_not_retried(
-        site_and_device: tuple[ReleaseSite, Device]) -> None:
+        site_and_device: tuple[ReleaseSite, Device], greenboot_fallback: bool) -> None:
     site, dev = site_and_device
+    dev.greenboot_fallback = greenboot_fallback
     bad = site.publish("2", healthy=False)
     dev.data_dir.mkdir(parents=True, exist_ok=True)
     (dev.data_dir / "etcd.db").write_bytes(b"v1 data \x00\x01")
@@ -51,6 +57,8 @@ def test_bad_update_falls_back_rollback_sticks_data_restored_and_release_not_ret
     assert state["phase"] == "idle"
     assert state["last_result"]["result"] == "rolled_back"
     assert bad in state["denylist"]
+    report = state["last_result"]["greenboot"]
+    assert "40-app.sh" in json.dumps(report)   # greenboot's record of the failed check travels along
     # Next poll: the failed release is not tried again.
     again = dev.agent().advance(force=True)
     assert again.phase == "idle" and again.target is None

@@ -91,6 +91,7 @@ class Device:
     site: ReleaseSite
     config: Dict[str, Any] = field(default_factory=dict)
     reboots_requested: int = 0
+    greenboot_fallback: bool = True  # run greenboot's fallback-check before the agent's reconcile
     boots: List[Boot] = field(default_factory=list)
 
     @classmethod
@@ -151,6 +152,7 @@ class Device:
             "grubenv": str(self.grubenv),
             "greenboot_root": str(self.root),
             "kernel_cmdline": str(self.root / "proc/cmdline"),
+            "booted_root": str(self.root / "proc/1/root"),
             "boot_id": str(self.root / "proc/sys/kernel/random/boot_id"),
             "machine_id": str(self.root / "etc/machine-id"),
             "journal_socket": str(self.root / "run/no-journal"),
@@ -204,34 +206,45 @@ class Device:
     # ---- boots
 
     def boot(self, *, reconcile: Optional[Callable[[], Any]] = None) -> Boot:
-        """Power on: GRUB picks an entry, the agent reconciles, greenboot judges the boot."""
+        """Power on, in the order the units run: GRUB picks an entry; greenboot's fallback-check;
+        the agent's reconcile (before MicroShift); greenboot's health check, then green or red."""
         fw = Firmware(self.root, grubenv=self.grubenv)
         booted = fw.boot()
         (self.root / "reboot-requested").unlink(missing_ok=True)
+        ctx = self._greenboot()
+        if self.greenboot_fallback:
+            from greenboot.fallback import check_fallback
+
+            check_fallback(ctx)
         if reconcile is not None:
             reconcile()
         elif (self.state_dir / "state.json").exists():
             self.agent().reconcile()
-        self.greenboot(booted)
+        self.greenboot(ctx)
         self.boots.append(booted)
         return booted
+
+    def _greenboot(self) -> Any:
+        from greenboot.config import load as load_gb
+        from greenboot.healthcheck import Context
+        from greenboot.layout import Layout
+
+        layout = Layout.at(self.root)
+        return Context(layout, load_gb(layout.root))
 
     def deployment_dir(self, name: str) -> Path:
         return self.root / "ostree/deploy" / OSNAME / "deploy" / name
 
-    def greenboot(self, booted: Boot) -> bool:
-        """Run the booted tree's required checks with greenboot's runner; green -> mark_green."""
-        from greenboot import bootcount
-        from greenboot.config import load as load_gb
-        from greenboot.layout import Layout
-        from greenboot.scripts import Runner
+    def greenboot(self, ctx: Any) -> bool:
+        """greenboot's health check on the booted deployment's scripts; green -> mark boot_success."""
+        from greenboot.healthcheck import check, green, red
 
-        layout = Layout.at(self.deployment_dir(booted.deployment))
-        result = Runner(layout, load_gb(self.root)).run_phase("check")
-        green = not result.failed_required
-        if green:
-            bootcount.mark_green(self.grubenv)
-        return green
+        result = check(ctx)
+        if result.green:
+            green(ctx)
+        else:
+            red(ctx)
+        return bool(result.green)
 
     def boot_until_settled(self, limit: int = 6) -> Boot:
         """Boot, and keep rebooting while greenboot is red and GRUB still counts (red.d reboots)."""

@@ -1,0 +1,83 @@
+"""The service itself: ``fieldshift-agent run`` under a fake service manager socket, and the units."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from tests.sim.device import Device, ReleaseSite
+
+UNITS = Path(__file__).resolve().parents[2] / "updater" / "data" / "systemd"
+
+
+def test_run_notifies_ready_applies_the_update_and_stops_cleanly_on_sigterm(
+        site_and_device: tuple[ReleaseSite, Device], tmp_path: Path) -> None:
+    site, dev = site_and_device
+    site.publish("2")
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(60)
+        proc = dev.popen("run", env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "3000000"})
+        try:
+            messages = []
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any(b"READY=1" in m for m in messages):
+                messages.append(sock.recv(4096))
+            assert any(b"READY=1" in m for m in messages)
+            while time.monotonic() < deadline and dev.state()["phase"] != "rebooting":
+                time.sleep(0.1)
+            assert dev.state()["phase"] == "rebooting"
+            assert (dev.root / "reboot-requested").exists()
+            seen = b"".join(sock.recv(4096) for _ in range(3))
+            assert b"WATCHDOG=1" in seen or b"STATUS=" in seen
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+
+
+def test_cli_request_reaches_the_running_service(site_and_device: tuple[ReleaseSite, Device]) -> None:
+    site, dev = site_and_device
+    dev.config.update(reboot_strategy="manual", poll_interval_seconds=3600)
+    dev.write_config()
+    site.publish("2")
+    proc = dev.popen("run")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and dev.state()["phase"] != "staged":
+            time.sleep(0.1)
+        assert dev.state()["phase"] == "staged"
+        queued = dev.cli("reboot")
+        assert queued.returncode == 0 and "running agent" in queued.stderr
+        while time.monotonic() < deadline and dev.state()["phase"] != "rebooting":
+            time.sleep(0.1)
+        assert dev.state()["phase"] == "rebooting"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        proc.communicate()
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    units = sorted(UNITS.glob("*.service"))
+    assert {u.name for u in units} == {"fieldshift-agent.service", "fieldshift-agent-reconcile.service"}
+    copies = []
+    for unit in units:
+        text = unit.read_text().replace("/usr/bin/fieldshift-agent", shutil.which("true") or "/bin/true")
+        copy = tmp_path / unit.name
+        copy.write_text(text)
+        copies.append(str(copy))
+    out = subprocess.run(["systemd-analyze", "verify", *copies], capture_output=True, text=True)
+    problems = [line for line in out.stderr.splitlines() if any(u.name in line for u in units)]
+    assert problems == [], out.stderr
+    service = (UNITS / "fieldshift-agent.service").read_text()
+    for setting in ("Type=notify", "WatchdogSec=", "ProtectSystem=strict", "PrivateTmp=yes", "NoNewPrivileges=yes"):
+        assert setting in service
+    assert "Before=microshift.service" in (UNITS / "fieldshift-agent-reconcile.service").read_text()
