@@ -451,6 +451,31 @@ class ISO:
 
 
 @dataclass(frozen=True)
+class Firstboot:
+    """A script run once at first boot (``custom``, ``satellite`` registration or ``aap`` callback)."""
+
+    type: str = ""
+    name: str = ""
+    ignore_failure: bool = False
+    custom_contents: str = ""
+    satellite_cacerts: tuple[str, ...] = ()
+    satellite_command: str = ""
+    aap_cacerts: tuple[str, ...] = ()
+    aap_job_template_url: str = ""
+    aap_host_config_key: str = ""
+
+
+@dataclass(frozen=True)
+class Sshd:
+    """sshd_config settings (``permit_root_login`` is a boolean or an sshd keyword)."""
+
+    password_authentication: Optional[bool] = None
+    challenge_response_authentication: Optional[bool] = None
+    client_alive_interval: Optional[int] = None
+    permit_root_login: Optional[Union[bool, str]] = None
+
+
+@dataclass(frozen=True)
 class Customizations:
     """``[customizations]``: every section osbuild's blueprint knows.
 
@@ -485,6 +510,8 @@ class Customizations:
     containers_storage: Optional[ContainersStorage] = field(default=None, metadata=key("containers-storage"))
     dnf: Optional[DNF] = None
     iso: Optional[ISO] = None
+    firstboot: Optional[Firstboot] = None
+    sshd: Optional[Sshd] = None
     present: frozenset[str] = field(default=frozenset(), metadata={"internal": True})
 
     @property
