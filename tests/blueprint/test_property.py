@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from builder.blueprint import Blueprint, BlueprintError, imagetypes
+from builder.blueprint import Blueprint, BlueprintError, imagetypes, load
 from builder.blueprint.loader import from_document, parse_toml
 from builder.blueprint.models import public_fields, toml_key
 from builder.blueprint.normalize import dumps
@@ -158,3 +158,19 @@ def test_arbitrary_text_is_accepted_or_a_blueprint_error(text: str) -> None:
         assert "\n" not in err.message
         return
     _check(parsed, "edge-commit")
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "blueprints" / "microshift-edge.toml.j2"
+VARIABLES = ["channel", "microshift_version", "base_domain", "pull_secret", "release_url"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(variables=st.dictionaries(st.sampled_from(VARIABLES), st.text(max_size=30), min_size=1))
+def test_the_example_template_with_any_variable_values_loads_or_is_one_error(variables: dict[str, str]) -> None:
+    try:
+        bp = load(EXAMPLE, variables, reproducible=True)
+    except BlueprintError as err:
+        assert "\n" not in err.message
+        return
+    if "pull_secret" in variables:
+        assert bp.customizations.files[1].data == variables["pull_secret"]
