@@ -107,6 +107,14 @@ class Agent:
 
     # ------------------------------------------------------------------ identity and environment
 
+    @property
+    def grubenv(self) -> Path:
+        if self.cfg.paths.grubenv is not None:
+            return self.cfg.paths.grubenv
+        from greenboot.bootcount import grubenv_for
+
+        return grubenv_for(self.cfg.paths.greenboot_root)
+
     def machine_id(self) -> str:
         if self._machine_id is None:
             self._machine_id = rollout.read_machine_id(self.cfg.paths.machine_id)
@@ -450,7 +458,7 @@ class Agent:
         from greenboot import bootcount
 
         try:
-            bootcount.arm(self.cfg.paths.grubenv, self.boot_attempts())
+            bootcount.arm(self.grubenv, self.boot_attempts())
         except UserError as err:
             return self._fail(state, "arm boot counter", err)
         return self._save(state.update(phase=ARMED))
@@ -537,7 +545,7 @@ class Agent:
 
         try:
             # Re-arm right before the reboot: a green boot of the old deployment in between clears it.
-            bootcount.arm(self.cfg.paths.grubenv, self.boot_attempts())
+            bootcount.arm(self.grubenv, self.boot_attempts())
         except UserError as err:
             return self._fail(state, "arm boot counter", err)
         state = self._save(state.update(phase=REBOOTING, reboot_requested=False, last_error="",
@@ -574,7 +582,7 @@ class Agent:
         if state.phase in (REBOOTING, CONFIRMING):
             fell_back = (
                 (target is not None and target.index == 0 and booted.index > 0)
-                or bootcount.read(self.cfg.paths.grubenv).fallback
+                or bootcount.read(self.grubenv).fallback
                 or state.progress.get("rollback") in ("started", "restored")
                 or self._greenboot_gave_up(checksum)
                 # a non-staged deployment only vanishes when greenboot made the fallback permanent
@@ -594,7 +602,7 @@ class Agent:
 
         assert state.target is not None
         version = state.target.version
-        count = bootcount.read(self.cfg.paths.grubenv)
+        count = bootcount.read(self.grubenv)
         if count.success != "1" or count.armed:
             return self._save(state.update(last_error="waiting for greenboot to declare this boot healthy"))
         if state.fleet_lock_held:
@@ -649,7 +657,7 @@ class Agent:
             self.backend.discard(target)
         from greenboot import bootcount
 
-        bootcount.clear_counter(self.cfg.paths.grubenv)
+        bootcount.clear_counter(self.grubenv)
         report = self._greenboot_report()
         result = {"result": "rolled_back", "version": version, "from_version": state.from_version,
                   "time": _iso(self.now()), "greenboot": report}
@@ -712,7 +720,7 @@ class Agent:
             self.backend.discard(target)
             from greenboot import bootcount
 
-            bootcount.disarm(self.cfg.paths.grubenv)
+            bootcount.disarm(self.grubenv)
         result = {"result": "cancelled", "version": state.target.version, "time": _iso(self.now())}
         self._say("rolled_back", f"update to {state.target.version} cancelled by the operator",
                   version=state.target.version)

@@ -49,7 +49,7 @@ class Paths:
 
     sysroot: Path = Path("/")
     state_dir: Path = Path("/var/lib/fieldshift/agent")
-    grubenv: Path = Path("/boot/grub2/grubenv")
+    grubenv: Path | None = None        # None: greenboot's choice (boot/grub2/grubenv, else boot/grub/grubenv)
     greenboot_root: Path = Path("/")
     kernel_cmdline: Path = Path("/proc/cmdline")
     booted_root: Path = Path("/")
