@@ -56,10 +56,18 @@ PARTITION_TYPES = ("plain", "lvm", "btrfs")
 OSTREE_DIRECTORY_ROOTS = ("/etc",)
 OSTREE_FILE_ROOTS = ("/etc", "/root", "/usr/local/bin", "/usr/local/sbin")
 DENIED_FILES = ("/etc/fstab", "/etc/shadow", "/etc/passwd", "/etc/group")
-# Mount points a deployed ostree system can take (OstreeMountpointPolicies): / and /var subtrees
-# except the ones ostree itself manages as symlink targets.
-OSTREE_MOUNT_DENIED = ("/var/home", "/var/roothome", "/var/opt", "/var/srv", "/var/usrlocal", "/var/mnt", "/var/run",
-                       "/var/lock")  # fmt: skip
+# Mount points (osbuild's MountpointPoliciesFS and OstreeMountpointPolicies together): path -> denied.
+# The longest matching prefix decides, as in pkg/pathpolicy. Stricter than osbuild: /usr is refused
+# exactly too (on ostree it is the read-only deployment itself).
+MOUNT_POLICY = {
+    "/": False,
+    "/etc": True, "/usr": True, "/sys": True, "/proc": True, "/dev": True, "/run": True, "/bin": True,
+    "/sbin": True, "/lib": True, "/lib64": True, "/lost+found": True, "/sysroot": True, "/var/run": True,
+    "/var/lock": True, "/boot/efi": True,
+    # ostree: symlinks into /var, or directories ostree itself manages
+    "/home": True, "/mnt": True, "/opt": True, "/ostree": True, "/root": True, "/srv": True, "/var/home": True,
+    "/var/mnt": True, "/var/opt": True, "/var/roothome": True, "/var/srv": True, "/var/usrlocal": True,
+}  # fmt: skip
 
 # Distro spellings osbuild accepts for the distros we define (rhel-94, rhel-9.4, centos-9 …).
 _DISTRO_ALIASES = (
@@ -321,12 +329,11 @@ def _storage(c: Customizations, conv: Converter) -> None:
 
 def _mountpoint(path: str, conv: Converter, where: str) -> None:
     _canonical(path, conv, where)
-    if path in ("/", "/boot") or (path == "/var" or path.startswith("/var/")):
-        for denied in OSTREE_MOUNT_DENIED:
-            if path == denied or path.startswith(denied + "/"):
-                raise conv.error(where, f'"{path}" cannot be a mount point on an ostree system')
-        return
-    raise conv.error(where, f'"{path}" cannot be a mount point on an ostree system (use /, /boot or a path under /var)')
+    prefix = path
+    while prefix not in MOUNT_POLICY:
+        prefix = posixpath.dirname(prefix)
+    if MOUNT_POLICY[prefix]:
+        raise conv.error(where, f'"{path}" cannot be a mount point on an ostree system (it is under {prefix})')
 
 
 def _nodes(c: Customizations, conv: Converter) -> None:

@@ -145,6 +145,12 @@ INVALID = [
      "raw", "customizations.filesystem[0].minsize", "not both"),
     ("filesystem mountpoint /usr", '[[customizations.filesystem]]\nmountpoint = "/usr"\nminsize = 1', "raw",
      "customizations.filesystem[0].mountpoint", "cannot be a mount point"),
+    ("filesystem mountpoint /var/home", '[[customizations.filesystem]]\nmountpoint = "/var/home/x"\nminsize = 1',
+     "raw", "customizations.filesystem[0].mountpoint", "it is under /var/home"),
+    ("filesystem mountpoint /boot/efi", '[[customizations.filesystem]]\nmountpoint = "/boot/efi"\nminsize = 1',
+     "edge-raw-image", "customizations.filesystem[0].mountpoint", "cannot be a mount point"),
+    ("filesystem mountpoint /etc/x", '[[customizations.filesystem]]\nmountpoint = "/etc/x"\nminsize = 1',
+     "raw", "customizations.filesystem[0].mountpoint", "it is under /etc"),
     ("disk on edge-commit", '[customizations.disk]\nminsize = 1', None, "customizations.disk", "not supported"),
     ("kernel append on commit", '[customizations.kernel]\nappend = "quiet"', None, "customizations.kernel.append",
      "not supported by image type"),
@@ -377,6 +383,12 @@ def test_defaults_fill_a_minimal_blueprint(load_text: LoadText) -> None:
     assert (bp.version, bp.distro, bp.architecture, bp.image_type) == ("0.0.0", "rhel-9", "x86_64", "edge-commit")
     assert bp.fieldshift.channel == "stable" and bp.fieldshift.install_agent is True
     assert bp.customizations.firewall.ports == () and bp.customizations.present == frozenset()
+
+
+@pytest.mark.parametrize("mountpoint", ["/", "/boot", "/var", "/var/log", "/var/lib/microshift", "/data", "/tmp"])
+def test_mount_points_osbuild_allows_on_ostree_are_accepted(load_text: LoadText, mountpoint: str) -> None:
+    body = f'[[customizations.filesystem]]\nmountpoint = "{mountpoint}"\nminsize = "1 GiB"\n'
+    assert load_text(HEAD + body, "edge-raw-image").customizations.filesystem[0].mountpoint == mountpoint
 
 
 def test_size_strings_are_converted_to_bytes(load_text: LoadText) -> None:
