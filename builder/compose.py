@@ -193,13 +193,13 @@ def _parent_accounts(repo: Path, parent: str | None) -> passwd_preserve.PasswdPr
 
 
 def customize(tree: Path, bp: Blueprint, parent_accounts: passwd_preserve.PasswdPreserveOptions,
-              progress: Progress) -> tuple[str, ...]:
+              progress: Progress, timestamp: int | None = None) -> tuple[str, ...]:
     """Apply every customization stage to ``tree`` in order; returns the kernel arguments."""
     c = bp.customizations
     base = bp.source_path.resolve().parent if bp.source_path else Path(".")
     progress("applying customizations")
     passwd_preserve.apply(tree, parent_accounts)
-    sysusers.apply(tree)
+    sysusers.apply(tree, sysusers.SysusersOptions(source_date_epoch=timestamp))
     users.apply(tree, users.UsersOptions(users=c.users, groups=c.group))
     tz = c.timezone
     system.apply(tree, system.SystemOptions(
@@ -260,6 +260,8 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
     cache_dir.mkdir(parents=True, exist_ok=True)
     bp = load(request.blueprint, dict(request.variables), request.image_type, reproducible=True)
     say(f"blueprint {bp.name} {bp.version} ({bp.distro}, {bp.architecture})")
+    if request.image_type in ("raw", "qcow2") and request.output is None:
+        raise ComposeError(f"--image-type {request.image_type} writes a disk image: pass --output DIR")
     say("resolving packages")
     d, pkgset = resolve(bp, request.repos, cache_dir)
     say(f"resolved {len(pkgset.packages)} packages")
@@ -298,13 +300,17 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
     kept = None
     try:
         tree_cache.copy_to(pkgset.digest, tree)
-        kargs = customize(tree, bp, _parent_accounts(repo, parent), say)
-        say("preparing the ostree layout")
-        kver = ostree_prep.apply(tree, _prep_options(d))
-        say(f"committing to {ref}")
         timestamp = request.source_date_epoch
         if timestamp is None:
             timestamp = int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
+        kargs = customize(tree, bp, _parent_accounts(repo, parent), say, timestamp)
+        say("preparing the ostree layout")
+        if d.backend == "apt":  # Debian GRUB has no blscfg: menu program for ostree (builder/stages/debian_boot.py)
+            from builder.stages import debian_boot
+
+            debian_boot.apply(tree)
+        kver = ostree_prep.apply(tree, _prep_options(d))
+        say(f"committing to {ref}")
         checksum = commit.apply(tree, commit.CommitOptions(
             repo=repo, ref=ref, subject=f"{bp.name} {bp.version}", version=bp.version, inputhash=inputhash,
             blueprint_digest=bp.source_digest, kernel_version=kver, timestamp=timestamp, parent=parent,
@@ -366,6 +372,17 @@ def _outputs(request: BuildRequest, repo: Path, ref: str, checksum: str, inputha
              d: distro.Distro, say: Progress) -> tuple[str, ...]:
     if request.output is None:
         return ()
+    if request.image_type in ("raw", "qcow2"):  # bootable disk: builder/image.py
+        from builder import image
+        from builder.stages import kernel
+
+        say(f"writing a bootable {request.image_type} disk to {request.output}")
+        disk = image.from_build(
+            repo=repo, ref=ref, checksum=checksum, image_type=request.image_type, family=d.family,
+            grubenv_path=d.grubenv_path, release_url=bp.fieldshift.release_url, output_dir=request.output,
+            kargs=kernel.KernelOptions(bp.customizations.kernel.append if bp.customizations.kernel else "").kargs,
+        )
+        return (str(disk.path),)
     say(f"writing commit.tar and kickstart.ks to {request.output}")
     url = f"{bp.fieldshift.release_url.rstrip('/')}/repo" if bp.fieldshift.release_url else "file:///run/install/repo/"
     out = CommitOutput(repo, ref, checksum, inputhash, bp.version,

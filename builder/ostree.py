@@ -107,6 +107,8 @@ def commit(
     when = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     argv = ["commit", f"--tree=dir={tree}", f"--timestamp={when}", f"--subject={subject}", "--orphan",
             "--fsync=false"]
+    if ref:
+        argv.append(f"--bind-ref={ref}")  # what --branch would record: pulls by ref verify it
     if parent:
         argv.append(f"--parent={parent}")
     if consume:

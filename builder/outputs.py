@@ -64,7 +64,7 @@ def write_commit_tar(out: CommitOutput, dest: Path) -> Path:
         part = work / "commit.tar"
         with tarfile.open(part, "w", format=tarfile.PAX_FORMAT) as tar:
             tar.add(work / "compose.json", "compose.json", filter=lambda i: _normalize(i, out.timestamp))
-            paths = sorted(p for p in repo.rglob("*"))
+            paths = sorted(p for p in repo.rglob("*") if p.name != ".lock" and "tmp" not in p.relative_to(repo).parts)
             tar.add(repo, "repo", recursive=False, filter=lambda i: _normalize(i, out.timestamp))
             for p in paths:
                 tar.add(p, f"repo/{p.relative_to(repo)}", recursive=False,

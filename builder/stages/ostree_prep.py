@@ -10,7 +10,7 @@ Follows rpm-ostree's ``rust/src/composepost.rs`` / ``src/libpriv/rpmostree-postp
 - an empty ``/etc/machine-id``; ``/etc`` moved to ``/usr/etc``;
 - ``/home``, ``/root``, ``/opt``, ``/srv``, ``/mnt``, ``/usr/local`` as symlinks into ``/var``
   (``/media`` into ``/run``); ``/var`` emptied, its directories (and the files of user homes) recreated
-  at boot by ``/usr/lib/tmpfiles.d/rpm-ostree-autovar.conf``.
+  at boot by ``/usr/lib/tmpfiles.d/rpm-ostree-1-autovar.conf`` (rpm-ostree's own file name).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from builder.stages.accounts import Accounts
 log = logging.getLogger("fieldshift.compose")
 
 RPMDB = "usr/share/rpm"
-AUTOVAR = "usr/lib/tmpfiles.d/rpm-ostree-autovar.conf"
+AUTOVAR = "usr/lib/tmpfiles.d/rpm-ostree-1-autovar.conf"
 # (link, target) pairs of rpm-ostree's init_rootfs; contents of the link paths move to the target.
 TOPLEVEL_SYMLINKS = (
     ("home", "var/home"),
@@ -51,6 +51,8 @@ INTEGRATION = (
     "d /var/usrlocal 0755 root root - -",
     "L /var/lib/rpm - - - - ../../usr/share/rpm",
 )
+# Backup and lock files of the account tools (rpm-ostree's passwd_cleanup removes the same).
+ACCOUNT_LEFTOVERS = ("passwd-", "group-", "shadow-", "gshadow-", "subuid-", "subgid-", ".pwd.lock")
 BUILD_LEFTOVERS = ("var/lib/dnf", "var/cache/dnf", "var/log/dnf.log", "var/log/dnf.librepo.log",
                    "var/log/dnf.rpm.log", "var/log/hawkey.log", "var/cache/ldconfig/aux-cache")
 # Files under these /var paths are kept as tmpfiles "f" lines (users' authorized_keys); others are dropped.
@@ -284,6 +286,8 @@ def apply(root: Path, options: OstreePrepOptions) -> str:
         _rpmdb(root, options.dbpath)
     for leftover in BUILD_LEFTOVERS:
         _rm(root / leftover)
+    for leftover in ACCOUNT_LEFTOVERS:
+        _rm(root / "etc" / leftover)
     etc = root / "etc"
     shadow = (etc / "shadow").read_text() if (etc / "shadow").exists() else ""
     gshadow = (etc / "gshadow").read_text() if (etc / "gshadow").exists() else ""

@@ -15,13 +15,15 @@ from greenboot.external import run
 
 @dataclass(frozen=True)
 class SysusersOptions:
-    """Nothing to choose: every ``sysusers.d`` file in the tree is applied."""
+    """Every ``sysusers.d`` file in the tree is applied; ``source_date_epoch`` dates the shadow entries."""
 
     enabled: bool = True
+    source_date_epoch: int | None = None
 
 
 def apply(root: Path, options: SysusersOptions = SysusersOptions()) -> None:
     """Create the declared system users and groups in the tree's ``/etc`` account files."""
     if not options.enabled or not any((root / "usr/lib/sysusers.d").glob("*.conf")):
         return
-    run(["systemd-sysusers", f"--root={root}"])
+    env = {"SOURCE_DATE_EPOCH": str(options.source_date_epoch)} if options.source_date_epoch is not None else None
+    run(["systemd-sysusers", f"--root={root}"], env=env)

@@ -51,7 +51,7 @@ def test_example_commit_has_rpm_ostree_toplevel_symlinks(example: Built) -> None
 
 def test_example_var_is_empty_and_recreated_by_tmpfiles(example: Built) -> None:
     assert ostree.ls(example.repo, example.result.commit, "/var") == [entry(example, "/var")]
-    autovar = ostree_cat(example, "/usr/lib/tmpfiles.d/rpm-ostree-autovar.conf")
+    autovar = ostree_cat(example, "/usr/lib/tmpfiles.d/rpm-ostree-1-autovar.conf")
     assert "d /var/lib/microshift 0700 root root - -" in autovar
     assert "L /var/lib/rpm - - - - ../../usr/share/rpm" in autovar
     assert "d /var/home 0755 root root - -" in autovar
@@ -163,7 +163,7 @@ def test_users_get_passwd_shadow_groups_and_a_home_with_authorized_keys(full: Bu
     # shadow is 0000 and readable only through ostree cat
     shadow = ostree_cat(full, "/usr/etc/shadow")
     assert re.search(r"^alice:\$6\$saltsalt\$", shadow, re.M)
-    autovar = ostree_cat(full, "/usr/lib/tmpfiles.d/rpm-ostree-autovar.conf")
+    autovar = ostree_cat(full, "/usr/lib/tmpfiles.d/rpm-ostree-1-autovar.conf")
     assert "d /var/home/alice 0700 alice alice - -" in autovar
     assert "d /var/home/alice/.ssh 0700 alice alice - -" in autovar
     key_line = next(x for x in autovar.splitlines() if x.startswith("f /var/home/alice/.ssh/authorized_keys"))
@@ -274,3 +274,18 @@ def test_ostree_ls_of_the_example_shows_no_build_leftovers(example: Built) -> No
     listing = "\n".join(ostree_ls(example, "/usr/etc/dnf", "/usr/share/rpm") if ostree.exists(
         example.repo, example.result.commit, "/usr/etc/dnf") else ostree_ls(example, "/usr/share/rpm"))
     assert ".lock" not in listing
+
+
+def test_commit_is_bound_to_its_ref_so_pulls_by_ref_verify(example: Built, tmp_path: Path) -> None:
+    dest = tmp_path / "mirror"
+    ostree.ensure_repo(dest)
+    subprocess.run(["ostree", "pull-local", f"--repo={dest}", str(example.repo), "rhel/9/x86_64/edge"],
+                   check=True, capture_output=True)
+    assert ostree.rev_parse(dest, "rhel/9/x86_64/edge") == example.result.commit
+    binding = ostree.metadata_value(example.repo, example.result.commit, "ostree.ref-binding")
+    assert binding == ["rhel/9/x86_64/edge"]
+
+
+def test_account_tool_backups_are_not_committed(example: Built) -> None:
+    for name in ("passwd-", "group-", "shadow-", "gshadow-"):
+        assert not ostree.exists(example.repo, example.result.commit, f"/usr/etc/{name}")
