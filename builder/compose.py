@@ -181,9 +181,22 @@ def input_hash(bp: Blueprint, pkgset: PackageSet, ref: str, extra: Mapping[str, 
     return h.hexdigest()
 
 
-def _parent_accounts(repo: Path, parent: str | None) -> passwd_preserve.PasswdPreserveOptions:
+def _tree_accounts(tree: Path) -> dict[str, list[str]]:
+    """passwd and group lines of a prepared tree (``/usr/etc`` then ``/usr/lib``), as the parent check reads them."""
+    out: dict[str, list[str]] = {"passwd": [], "group": []}
+    for name, lines in out.items():
+        for path in (tree / "usr/etc" / name, tree / "usr/lib" / name):
+            if path.is_file():
+                lines += [x for x in path.read_text().splitlines() if x.strip()]
+    return out
+
+
+def _parent_accounts(repo: Path, parent: str | None, cache_dir: Path) -> passwd_preserve.PasswdPreserveOptions:
     if parent is None:
         return passwd_preserve.PasswdPreserveOptions()
+    record = _commit_record(repo, parent, cache_dir)
+    if record is not None and "passwd" in record:
+        return passwd_preserve.PasswdPreserveOptions(tuple(record["passwd"]), tuple(record["group"]))
     lines: dict[str, list[str]] = {"passwd": [], "group": []}
     for name in lines:
         for path in (f"/usr/etc/{name}", f"/usr/lib/{name}"):
@@ -303,7 +316,7 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
         timestamp = request.source_date_epoch
         if timestamp is None:
             timestamp = int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
-        kargs = customize(tree, bp, _parent_accounts(repo, parent), say, timestamp)
+        kargs = customize(tree, bp, _parent_accounts(repo, parent, cache_dir), say, timestamp)
         say("preparing the ostree layout")
         if d.backend == "apt":  # Debian GRUB has no blscfg: menu program for ostree (builder/stages/debian_boot.py)
             from builder.stages import debian_boot
@@ -311,6 +324,7 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
             debian_boot.apply(tree)
         kver = ostree_prep.apply(tree, _prep_options(d))
         say(f"committing to {ref}")
+        accounts = _tree_accounts(tree)
         checksum = commit.apply(tree, commit.CommitOptions(
             repo=repo, ref=ref, subject=f"{bp.name} {bp.version}", version=bp.version, inputhash=inputhash,
             blueprint_digest=bp.source_digest, kernel_version=kver, timestamp=timestamp, parent=parent,
@@ -323,9 +337,9 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
     finally:
         if not request.keep_tree:
             shutil.rmtree(work, ignore_errors=True)
-    info = ostree.show(repo, checksum)
+    info = ostree.show(repo, checksum, parent=parent or "")
     _save_commit_record(cache_dir, checksum, {"inputhash": inputhash, "parent": info.parent, "kernel": kver,
-                                              "content_checksum": info.content_checksum})
+                                              "content_checksum": info.content_checksum, **accounts})
     say(f"committed {checksum[:12]} on {ref}")
     outputs = _outputs(request, repo, ref, checksum, inputhash, bp, d, say)
     return BuildResult(ref, checksum, parent, bp.version, inputhash, info.content_checksum, False, hit, names,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -131,9 +132,9 @@ def set_ref(repo: Path, ref: str, checksum: str) -> None:
     _ostree(repo, "refs", "--force", f"--create={ref}", checksum)
 
 
-def show(repo: Path, rev: str) -> CommitInfo:
-    """Parse ``ostree show`` of a commit."""
-    checksum = rev_parse(repo, rev)
+def show(repo: Path, rev: str, *, parent: str | None = None) -> CommitInfo:
+    """Parse ``ostree show`` of a commit (``parent`` given: trusted, not looked up; ``""`` means none)."""
+    checksum = rev if re.fullmatch(r"[0-9a-f]{64}", rev) else rev_parse(repo, rev)
     if checksum is None:
         raise OstreeError(f'"{rev}" is neither a ref nor a commit in {repo}')
     text = _ostree(repo, "show", checksum)
@@ -142,11 +143,12 @@ def show(repo: Path, rev: str) -> CommitInfo:
         if ":" in line and not line.startswith(" "):
             k, _, v = line.partition(":")
             fields[k.strip()] = v.strip()
-    parent = rev_parse(repo, f"{checksum}^")
+    if parent is None:
+        parent = rev_parse(repo, f"{checksum}^")
     return CommitInfo(
         checksum=checksum,
         content_checksum=fields.get("ContentChecksum", ""),
-        parent=parent,
+        parent=parent or None,
         version=fields.get("Version"),
         timestamp=fields.get("Date", ""),
     )
