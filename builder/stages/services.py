@@ -6,6 +6,7 @@ writes symlinks under ``/etc/systemd/system``; it runs no code from the image.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,3 +64,22 @@ def apply(root: Path, options: ServicesOptions) -> None:
         _systemctl(root, "disable", _unit_name(name), f"customizations.services.disabled[{i}]")
     for i, name in enumerate(svc.masked):
         _systemctl(root, "mask", _unit_name(name), f"customizations.services.masked[{i}]")
+    _canonical_links(root)
+
+
+def _canonical_links(root: Path) -> None:
+    """Point enablement links at ``/usr/lib/systemd/...`` as the target's own systemctl would.
+
+    A build host whose systemd still searches ``/lib/systemd`` first (Debian 12) writes ``/lib/...``
+    targets; with the ``/usr`` merge both resolve alike, but the canonical form keeps trees identical
+    whichever host built them.
+    """
+    lib = root / "lib"
+    if not lib.is_symlink() or os.readlink(lib) != "usr/lib":
+        return
+    for link in sorted((root / "etc/systemd").rglob("*")):
+        if link.is_symlink():
+            target = os.readlink(link)
+            if target.startswith("/lib/systemd/"):
+                link.unlink()
+                os.symlink("/usr" + target, link)
