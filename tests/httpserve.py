@@ -300,8 +300,9 @@ class StaticServer:
             return list(self._log)
 
     def clear(self) -> None:
-        """Forget the access log (faults stay queued)."""
-        with self._lock:
+        """Forget the access log (faults stay queued), after requests being answered are logged."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy == 0, timeout=5)
             self._log.clear()
 
     def paths(self) -> list[str]:
