@@ -289,3 +289,13 @@ def test_commit_is_bound_to_its_ref_so_pulls_by_ref_verify(example: Built, tmp_p
 def test_account_tool_backups_are_not_committed(example: Built) -> None:
     for name in ("passwd-", "group-", "shadow-", "gshadow-"):
         assert not ostree.exists(example.repo, example.result.commit, f"/usr/etc/{name}")
+
+
+def test_build_command_reports_json_and_is_quiet_without_a_terminal(example: Built, repo_file: Path) -> None:
+    proc = cli("build", str(EXAMPLE), "--var", "channel=stable", "--repos", str(repo_file), "--ostree-repo",
+               str(example.repo), "--cache-dir", str(example.cache), "--source-date-epoch", "1700000000", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    report = json.loads(proc.stdout)
+    assert report["ref"] == "rhel/9/x86_64/edge" and report["package_count"] == len(example.result.packages)
+    assert report["commit"] == ostree.rev_parse(example.repo, "rhel/9/x86_64/edge")
