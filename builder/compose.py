@@ -357,6 +357,8 @@ def _head(repo: Path, ref: str) -> str | None:
     path = repo / "refs" / "heads" / ref
     if path.is_file():
         return path.read_text().strip()
+    if ":" not in ref and not (repo / "refs" / "mirrors").is_dir():
+        return None  # a local ref lives only in refs/heads
     return ostree.rev_parse(repo, ref)
 
 
