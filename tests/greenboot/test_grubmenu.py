@@ -11,7 +11,7 @@ import pytest
 from greenboot import grubmenu
 from greenboot.config import MAX_ATTEMPTS_LIMIT
 from greenboot.grubmenu import GrubMenuError
-from tests.sim.firmware import menu_entries
+from tests.sim.firmware import editenv, editenv_list, menu_entries, run_grub
 from tests.sim.sysroot import Sysroot, clone
 
 DATA = Path(grubmenu.__file__).parent / "data" / "grub"
@@ -35,6 +35,50 @@ def test_a_broken_fragment_would_be_caught_by_grub_script_check(tmp_path: Path) 
     path = tmp_path / "broken.cfg"
     path.write_text(grubmenu.counting_fragment().replace("  fi\n", "", 1))
     assert grub_script_check(path).returncode != 0
+
+
+HEADER = "if [ -s $prefix/grubenv ]; then\n  load_env\nfi\nset default=0\n"
+
+
+def grub_boot(tmp_path: Path, **values: str) -> tuple[str, dict[str, str]]:
+    """One boot of real GRUB over the fragment: ($default, grubenv afterwards)."""
+    grubenv = tmp_path / "grubenv"
+    grubenv.unlink(missing_ok=True)
+    editenv(grubenv, "create")
+    if values:
+        editenv(grubenv, "set", *(f"{k}={v}" for k, v in values.items()))
+    result = run_grub(HEADER + grubmenu.counting_fragment(), grubenv, echo="default=${default}")
+    return result["default"], editenv_list(grubenv)
+
+
+@pytest.mark.parametrize("counter", ["1", "2", "3", "9", "20"])
+def test_real_grub_counts_an_armed_counter_down_and_boots_the_default(tmp_path: Path, counter: str) -> None:
+    default, env = grub_boot(tmp_path, boot_counter=counter, boot_success="0")
+    assert default == "0"
+    assert env == {"boot_counter": str(int(counter) - 1), "boot_success": "0"}
+
+
+@pytest.mark.parametrize("counter", ["0", "-1", "21", "many"])
+def test_real_grub_falls_back_to_entry_1_when_the_counter_is_exhausted_or_unknown(tmp_path: Path, counter: str) -> None:
+    default, env = grub_boot(tmp_path, boot_counter=counter, boot_success="0")
+    assert default == "1"
+    assert env == {"boot_counter": "-1", "boot_success": "0"}
+
+
+def test_real_grub_leaves_the_counter_alone_after_a_green_boot_and_resets_success(tmp_path: Path) -> None:
+    default, env = grub_boot(tmp_path, boot_counter="2", boot_success="1")
+    assert (default, env) == ("0", {"boot_counter": "2", "boot_success": "0"})
+    default, env = grub_boot(tmp_path, boot_success="1")
+    assert (default, env) == ("0", {"boot_success": "0"})
+
+
+def test_real_grub_output_is_byte_compatible_with_grub_editenv(tmp_path: Path) -> None:
+    """What GRUB's save_env wrote is exactly what grub-editenv writes for the same values."""
+    grub_boot(tmp_path, boot_counter="3", boot_success="0")
+    theirs = tmp_path / "theirs"
+    editenv(theirs, "create")
+    editenv(theirs, "set", "boot_counter=2", "boot_success=0")
+    assert (tmp_path / "grubenv").read_bytes() == theirs.read_bytes()
 
 
 def test_the_ladder_counts_every_armed_value_down_by_one() -> None:

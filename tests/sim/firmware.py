@@ -18,6 +18,11 @@ The rules, per boot, are those of rhboot/grub2 ``util/grub.d/08_fallback_countin
 and ``proc/1/root``, a symlink to the deployment that ostree-prepare-root would mount as ``/`` (it
 keeps naming the booted deployment after ostree rewrites ``ostree/boot.N``).
 
+With ``engine="grub-emu"`` (only with ``menu``) the counting is not simulated at all: real GRUB
+(``grub-emu``, Debian's GRUB 2.06 without ``increment``/``blscfg``) sources the generated grub.cfg
+with the grubenv on a FAT disk image (made with mtools), exactly as at boot, and reports ``$default``;
+the grubenv it saved is copied back. :func:`run_grub` runs any grub script that way.
+
 Example::
 
     fw = Firmware(root)                  # root is a sysroot from tests.sim.sysroot
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,12 +144,61 @@ def menu_entries(grub_cfg: Path) -> List[BootEntry]:
     return entries
 
 
+def _mtools(*args: str) -> None:
+    subprocess.run(list(args), capture_output=True, text=True, check=True)
+
+
+def run_grub(script: str, grubenv: Optional[Path] = None, *, echo: str = "") -> Dict[str, str]:
+    """Run ``script`` in real GRUB (grub-emu) with ``$prefix`` on a FAT disk holding ``grubenv``.
+
+    Afterwards GRUB runs ``echo FWRESULT <echo>``; the words ``name=value`` of that line are returned.
+    The grubenv GRUB saved is copied back to ``grubenv``. Raises RuntimeError when GRUB reports an error.
+    """
+    with tempfile.TemporaryDirectory(prefix="grub-emu-") as tmp:
+        work = Path(tmp)
+        disk = work / "disk.img"
+        with disk.open("wb") as fh:
+            fh.truncate(2 * 1024 * 1024)
+        _mtools("mformat", "-i", str(disk), "::")
+        (work / "script.cfg").write_text(script)
+        _mtools("mcopy", "-i", str(disk), str(work / "script.cfg"), "::script.cfg")
+        if grubenv is not None and grubenv.is_file():
+            _mtools("mcopy", "-i", str(disk), str(grubenv), "::grubenv")
+        (work / "device.map").write_text(f"(hd0)\t{disk}\n")
+        (work / "prefix").mkdir()
+        commands = f"set prefix=(hd0)\nset root=(hd0)\nsource (hd0)/script.cfg\necho FWRESULT {echo}\nhalt\n"
+        proc = subprocess.run(
+            ["grub-emu", "-d", str(work / "prefix"), "-m", str(work / "device.map")],
+            input=commands, capture_output=True, text=True, timeout=60,
+        )
+        output = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]|\r", "", proc.stdout + proc.stderr)
+        errors = [ln for ln in output.splitlines() if "error:" in ln and "insmod" not in ln and "file `" not in ln]
+        if errors:
+            raise RuntimeError("grub-emu: " + "; ".join(errors))
+        result_lines = [ln for ln in output.splitlines() if ln.startswith("FWRESULT")]
+        if not result_lines:
+            raise RuntimeError(f"grub-emu did not finish the script: {output[-500:]}")
+        if grubenv is not None and grubenv.is_file():
+            _mtools("mcopy", "-o", "-i", str(disk), "::grubenv", str(grubenv))
+        return dict(w.split("=", 1) for w in result_lines[-1].split()[1:] if "=" in w)
+
+
 class Firmware:
     """GRUB for one root; ``menu`` switches from BLS entries to a generated grub.cfg."""
 
-    def __init__(self, root: Path, *, grubenv: Optional[Path] = None, menu: Optional[Path] = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        grubenv: Optional[Path] = None,
+        menu: Optional[Path] = None,
+        engine: str = "python",
+    ) -> None:
+        if engine not in ("python", "grub-emu") or (engine == "grub-emu" and menu is None):
+            raise ValueError("engine is 'python', or 'grub-emu' together with a generated menu")
         self.root = Path(root)
         self.menu = menu
+        self.engine = engine
         if grubenv is None:
             grubenv = next(
                 (self.root / rel for rel in GRUBENV_CANDIDATES if (self.root / rel).is_file()),
@@ -157,6 +212,10 @@ class Firmware:
 
     def _count(self) -> int:
         """Apply the counting rules to the grubenv; return the default entry index."""
+        if self.engine == "grub-emu":
+            assert self.menu is not None
+            result = run_grub(self.menu.read_text(), self.grubenv, echo="default=${default}")
+            return int(result.get("default") or 0)
         if not self.grubenv.is_file():
             return 0
         env = editenv_list(self.grubenv)
