@@ -25,8 +25,9 @@ from greenboot.layout import Layout
 
 DEFAULT_SERVICE_PROBE = ("systemctl", "is-active", "microshift.service")
 DEFAULT_KUBECONFIG = "/var/lib/microshift/resources/kubeadmin/kubeconfig"
-# Grub scripts without ``decrement`` count down through a fixed ladder (greenboot/data/grub/).
-MAX_ATTEMPTS_LIMIT = 20
+# Grub scripts without ``decrement`` count down through a fixed ladder (greenboot/data/grub/);
+# the blueprint rule for [fieldshift.greenboot] max_boot_attempts allows the same 1..100.
+MAX_ATTEMPTS_LIMIT = 100
 
 
 class ConfigError(UserError):

@@ -3,7 +3,7 @@
 Two pieces:
 
 - :func:`counting_fragment`: grub script doing what rhboot/grub2 ``util/grub.d/08_fallback_counting.in``
-  and ``10_reset_boot_success.in`` do, with a plain ``if``/``elif`` ladder instead of ``decrement``
+  and ``10_reset_boot_success.in`` do, with a ladder of plain ``if`` lines instead of ``decrement``
   (``boot_counter`` from 1 to :data:`~greenboot.config.MAX_ATTEMPTS_LIMIT`; any other value counts as
   exhausted, so GRUB falls back rather than boot a broken update forever).
 - :func:`write_menu`: a complete ``grub.cfg`` made from ostree's BLS entries
@@ -81,23 +81,25 @@ def counting_fragment(limit: int = MAX_ATTEMPTS_LIMIT) -> str:
     """Grub script: count ``boot_counter`` down, fall back to entry 1 at the end, reset ``boot_success``.
 
     Assumes the environment is loaded (``load_env``); sets ``default=1`` only when falling back.
+    The ladder is a flat list of one-line ``if`` statements: GRUB 2.06 silently misparses an
+    ``elif`` chain of more than about 50 branches (found by running it in grub-emu).
     """
     lines = [
         "# fieldshift boot counting for GRUB without 'increment'/'decrement' (mirrors rhboot/grub2",
         "# 08_fallback_counting.in and 10_reset_boot_success.in). boot_counter is armed by userspace;",
         "# at 0 (or -1, or any value the ladder does not know) GRUB boots entry 1 and stores -1.",
         'if [ -n "${boot_counter}" -a "${boot_success}" = "0" ]; then',
-        '  if [ "${boot_counter}" = "0" -o "${boot_counter}" = "-1" ]; then',
-        "    set default=1",
-        "    set boot_counter=-1",
+        '  set fieldshift_next=""',
     ]
     for n in range(1, limit + 1):
-        lines += [f'  elif [ "${{boot_counter}}" = "{n}" ]; then', f"    set boot_counter={n - 1}"]
+        lines.append(f'  if [ "${{boot_counter}}" = "{n}" ]; then set fieldshift_next={n - 1}; fi')
     lines += [
-        "  else",
+        '  if [ -z "${fieldshift_next}" ]; then',
         "    set default=1",
-        "    set boot_counter=-1",
+        "    set fieldshift_next=-1",
         "  fi",
+        '  set boot_counter="${fieldshift_next}"',
+        "  unset fieldshift_next",
         "  save_env boot_counter",
         "fi",
         "# Reset boot_success for the current boot; userspace sets it to 1 when the boot is green.",

@@ -122,5 +122,5 @@ def test_blueprint_table_renders_a_conf_that_reads_back_the_same(tmp_path: Path)
 def test_unknown_blueprint_key_names_the_path_and_suggests(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"fieldshift\.greenboot\.max_boot_attempt .*max_boot_attempts"):
         config.validate_table({"max_boot_attempt": 3})
-    with pytest.raises(ConfigError, match=r"fieldshift\.greenboot\.max_boot_attempts: 50 is above"):
-        config.validate_table({"max_boot_attempts": 50})
+    with pytest.raises(ConfigError, match=r"fieldshift\.greenboot\.max_boot_attempts: 150 is above"):
+        config.validate_table({"max_boot_attempts": 150})

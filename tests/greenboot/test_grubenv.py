@@ -158,7 +158,7 @@ def test_marking_green_writes_the_same_bytes_as_greenboots_set_success(tmp_path:
     assert not state.armed and state.success == "1"
 
 
-@pytest.mark.parametrize("attempts", [0, -1, 21, "3", True])
+@pytest.mark.parametrize("attempts", [0, -1, 101, "3", True])
 def test_arming_with_an_impossible_attempt_count_is_refused(tmp_path: Path, attempts) -> None:
     path = tmp_path / "grubenv"
     with pytest.raises(bootcount.BootCountError, match="boot attempts"):

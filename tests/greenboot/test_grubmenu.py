@@ -51,14 +51,14 @@ def grub_boot(tmp_path: Path, **values: str) -> tuple[str, dict[str, str]]:
     return result["default"], editenv_list(grubenv)
 
 
-@pytest.mark.parametrize("counter", ["1", "2", "3", "9", "20"])
+@pytest.mark.parametrize("counter", ["1", "2", "3"])
 def test_real_grub_counts_an_armed_counter_down_and_boots_the_default(tmp_path: Path, counter: str) -> None:
     default, env = grub_boot(tmp_path, boot_counter=counter, boot_success="0")
     assert default == "0"
     assert env == {"boot_counter": str(int(counter) - 1), "boot_success": "0"}
 
 
-@pytest.mark.parametrize("counter", ["0", "-1", "21", "many"])
+@pytest.mark.parametrize("counter", ["0", "-1", "101", "many"])
 def test_real_grub_falls_back_to_entry_1_when_the_counter_is_exhausted_or_unknown(tmp_path: Path, counter: str) -> None:
     default, env = grub_boot(tmp_path, boot_counter=counter, boot_success="0")
     assert default == "1"
@@ -82,15 +82,15 @@ def test_real_grub_output_is_byte_compatible_with_grub_editenv(tmp_path: Path) -
 
 
 def test_the_ladder_counts_every_armed_value_down_by_one() -> None:
-    pairs = re.findall(r'= "(\d+)" \]; then\n    set boot_counter=(-?\d+)', grubmenu.counting_fragment())
+    pairs = re.findall(r'= "(\d+)" \]; then set fieldshift_next=(-?\d+); fi', grubmenu.counting_fragment())
     assert [(int(a), int(b)) for a, b in pairs] == [(n, n - 1) for n in range(1, MAX_ATTEMPTS_LIMIT + 1)]
 
 
-def test_exhausted_or_unknown_counters_fall_back_to_entry_1() -> None:
-    text = grubmenu.counting_fragment()
-    exhausted = '"${boot_counter}" = "0" -o "${boot_counter}" = "-1" ]; then\n    set default=1\n'
-    assert exhausted + "    set boot_counter=-1" in text
-    assert "  else\n    set default=1\n    set boot_counter=-1\n  fi" in text
+@pytest.mark.parametrize("counter", ["1", "50", "51", "99", "100"])
+def test_real_grub_handles_the_whole_ladder(tmp_path: Path, counter: str) -> None:
+    """GRUB 2.06 misparses long elif chains silently; the flat ladder must work up to the limit."""
+    default, env = grub_boot(tmp_path, boot_counter=counter, boot_success="0")
+    assert (default, env["boot_counter"]) == ("0", str(int(counter) - 1))
 
 
 def test_shipped_fragment_and_grub_d_script_match_the_generator() -> None:
