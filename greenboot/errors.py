@@ -6,7 +6,6 @@ print ``error: <message>`` on one line and exit non-zero; ``--debug`` shows the 
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Callable, NoReturn, TypeVar
 
@@ -34,6 +33,8 @@ class UserError(Exception):
 def fail(err: BaseException, *, debug: bool, prog: str) -> NoReturn:
     """Report ``err`` the way a command-line user should see it, then exit."""
     if debug:
+        import logging  # lazy: boot-time commands should not pay for it
+
         logging.getLogger(prog).exception("%s failed", prog)
     if isinstance(err, UserError):
         msg = " ".join(err.message.split("\n"))
