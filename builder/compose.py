@@ -334,6 +334,10 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
             kept = str(tree)
     except OSError as err:
         raise _check_space(work, err) from err
+    except BaseException:
+        if request.keep_tree:
+            log.warning("build failed; the work tree is kept at %s", tree)
+        raise
     finally:
         if not request.keep_tree:
             shutil.rmtree(work, ignore_errors=True)

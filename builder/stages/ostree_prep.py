@@ -76,10 +76,11 @@ class OstreePrepOptions:
 
 
 def _rm(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
+    """Remove whatever is at ``path`` (file, symlink, device node, directory tree); nothing if absent."""
+    if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
+    elif path.is_symlink() or path.exists():
+        path.unlink()
 
 
 def kernel_version(root: Path) -> str:

@@ -299,3 +299,17 @@ def test_build_command_reports_json_and_is_quiet_without_a_terminal(example: Bui
     report = json.loads(proc.stdout)
     assert report["ref"] == "rhel/9/x86_64/edge" and report["package_count"] == len(example.result.packages)
     assert report["commit"] == ostree.rev_parse(example.repo, "rhel/9/x86_64/edge")
+
+
+def test_systemd_tmpfiles_recreates_home_and_authorized_keys_from_the_commit(full: Built, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    for name in ("passwd", "group"):
+        (root / "etc" / name).write_text(ostree_cat(full, f"/usr/etc/{name}") + ostree_cat(full, f"/usr/lib/{name}"))
+    conf = tmp_path / "autovar.conf"
+    conf.write_text(ostree_cat(full, "/usr/lib/tmpfiles.d/rpm-ostree-1-autovar.conf"))
+    subprocess.run(["systemd-tmpfiles", f"--root={root}", "--create", str(conf)], check=True, capture_output=True)
+    keys = root / "var/home/alice/.ssh/authorized_keys"
+    assert keys.read_text() == ALICE_KEY + "\n"
+    assert (keys.stat().st_mode & 0o777, keys.stat().st_uid) == (0o600, 1000)
+    assert (root / "var/lib/rpm").resolve() == (root / "usr/share/rpm").resolve()
