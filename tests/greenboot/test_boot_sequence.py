@@ -82,6 +82,22 @@ def test_broken_update_is_tried_three_times_then_rolled_back_permanently(sysroot
     assert [r.verdict for r in reports] == ["red", "red", "red", "green"]
     assert [r.boot_counter for r in reports[:4]] == ["2", "1", "0", "-1"]
     assert reports[3].fallback is True
+    failed = [s for s in reports[0].phases["check"].results if s.name == "50_app.sh"][0]
+    assert (failed.status, failed.exit_code, failed.output) == ("failed", 1, ("app failed to start",))
+    assert reports[0].deployment is not None and reports[0].deployment["version"] == "2"
+    assert [s.name for s in reports[0].phases["red"].results] == ["50_record_counter.sh"]
+
+
+def test_fallback_check_on_a_normal_boot_changes_nothing(sysroot: Sysroot, cli: Cli) -> None:
+    grubenv = sysroot.path / "boot" / "grub2" / "grubenv"
+    cli("arm")
+    Firmware(sysroot.path).boot()
+    before = grubenv.read_bytes()
+    result = cli("fallback-check")
+    assert result.returncode == 0 and "not a fallback boot" in result.stdout
+    assert grubenv.read_bytes() == before
+    assert [d.version for d in sysroot.deployments()] == ["2", "1"]
+    assert report.last_rollback(sysroot.path) is None
 
 
 def test_healthy_update_is_marked_green_and_counting_stops(base_sysroot: Sysroot, tmp_path: Path) -> None:

@@ -173,3 +173,26 @@ def test_fallback_and_last_attempt_are_read_from_the_counter(tmp_path: Path) -> 
     editenv(path, "set", "boot_counter=0")
     state = bootcount.read(path)
     assert state.last_attempt and state.attempts_left() == 0 and not state.fallback
+
+
+def _hammer(path: str, name: str, rounds: int) -> None:
+    env = GrubEnv(path)
+    for i in range(rounds):
+        env.set(**{name: str(i)})
+
+
+def test_concurrent_writers_never_lose_each_others_variables(tmp_path: Path) -> None:
+    import multiprocessing
+
+    path = tmp_path / "grubenv"
+    grub_editenv(path, "create")
+    procs = [
+        multiprocessing.get_context("fork").Process(target=_hammer, args=(str(path), name, 150))
+        for name in ("boot_counter", "boot_success", "saved_entry")
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    assert editenv_list(path) == {"boot_counter": "149", "boot_success": "149", "saved_entry": "149"}
