@@ -81,20 +81,28 @@ def booted_name(layout: Layout) -> str:
     if not layout.live:
         found = layout.booted_deployment_dir()
         return found.name if found is not None and _DEPLOY_NAME.fullmatch(found.name) else ""
-    try:
-        root = os.stat("/")
-        for osdir in Path("/sysroot/ostree/deploy").iterdir():
-            for dep in (osdir / "deploy").iterdir():
-                st = dep.stat()
-                if (st.st_dev, st.st_ino) == (root.st_dev, root.st_ino) and _DEPLOY_NAME.fullmatch(dep.name):
-                    return dep.name
-    except OSError:
-        pass
+    name = deployment_at(Path("/sysroot"), Path("/"))
+    if name:
+        return name
     karg = ostree_karg(layout)
     if not karg:
         return ""
     target = Path(os.path.realpath(Path("/sysroot") / karg.lstrip("/")))
     return target.name if _DEPLOY_NAME.fullmatch(target.name) else ""
+
+
+def deployment_at(sysroot: Path, root: Path) -> str:
+    """The deployment of ``sysroot`` whose directory is ``root`` (same device and inode), or ''."""
+    try:
+        want = root.stat()
+        for osdir in (sysroot / "ostree" / "deploy").iterdir():
+            for dep in (osdir / "deploy").iterdir():
+                st = dep.stat()
+                if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino) and _DEPLOY_NAME.fullmatch(dep.name):
+                    return dep.name
+    except OSError:
+        pass
+    return ""
 
 
 def booted(layout: Layout, deployments: Optional[List[Deployment]] = None) -> Optional[Deployment]:
