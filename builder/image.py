@@ -113,3 +113,42 @@ def build_image(spec: ImageSpec, output: Path, *, workdir: Path | None = None, k
 def _round_mib(n: int) -> int:
     mib = 1024 * 1024
     return (n + mib - 1) // mib * mib
+
+
+def disk_name(image_type: str) -> str:
+    """The file name ``fieldshift build --output DIR`` gives a disk image of ``image_type``."""
+    return f"disk.{image_type}"
+
+
+def from_build(
+    *,
+    repo: Path,
+    ref: str,
+    checksum: str,
+    image_type: str,
+    family: str,
+    grubenv_path: str,
+    release_url: str | None,
+    kargs: tuple[str, ...],
+    output_dir: Path,
+    remote: str = "fieldshift",
+) -> ImageResult:
+    """The disk image step of ``fieldshift build --image-type raw|qcow2 --output DIR``: ``DIR/disk.<type>``."""
+    if family != "debian":
+        raise ImageError(
+            f"bootable {image_type} disks are built for debian-12 blueprints only so far "
+            f'(this blueprint\'s distro family is "{family}"); build an edge-commit and install it with the kickstart'
+        )
+    url = f"{release_url.rstrip('/')}/repo" if release_url else None
+    spec = ImageSpec(
+        repo=repo,
+        commit=checksum,
+        ref=ref,
+        image_type=image_type,
+        osname=family,
+        remote=remote,
+        remote_url=url,
+        kargs=kargs,
+        grubenv=grubenv_path,
+    )
+    return build_image(spec, output_dir / disk_name(image_type))

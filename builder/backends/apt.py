@@ -202,7 +202,20 @@ class AptBackend:
             run(argv, timeout=3600)
         except ToolError as err:
             raise RepositoryError(f"mmdebstrap could not install the tree into {root}: {err}") from err
+        _clear_dev(root)
         progress("mmdebstrap: tree ready")
+
+
+def _clear_dev(root: Path) -> None:
+    """Remove the device nodes mmdebstrap made in ``/dev`` (devtmpfs provides them at boot; ostree refuses them)."""
+    dev = root / "dev"
+    if not dev.is_dir():
+        return
+    for child in sorted(dev.iterdir()):
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _depsolve_error(stderr: str, specs: tuple[PackageSpec, ...]) -> Exception:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from greenboot.external import run
 
@@ -62,7 +63,7 @@ def assemble(disk: Path, partitions: list[Partition]) -> None:
         os.fsync(out.fileno())
 
 
-def _copy_sparse(src: Path, out, offset: int) -> None:  # type: ignore[no-untyped-def]
+def _copy_sparse(src: Path, out: BinaryIO, offset: int) -> None:
     zero = bytes(CHUNK)
     with src.open("rb") as fh:
         pos = offset

@@ -9,11 +9,11 @@ runs ``OSTREE_GRUB2_EXEC`` to write the GRUB menu next to them (:mod:`builder.di
 from __future__ import annotations
 
 import shutil
-import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.disk import blsmenu
 from greenboot.external import run
 
 
@@ -39,12 +39,8 @@ def _repo(sysroot: Path, *args: str) -> str:
 
 
 def menu_program(workdir: Path) -> Path:
-    """An executable that runs :mod:`builder.disk.blsmenu` with this Python (for ``OSTREE_GRUB2_EXEC``)."""
-    prog = workdir / "blsmenu"
-    src = Path(__file__).with_name("blsmenu.py")
-    prog.write_text(f"#!{sys.executable}\n" + src.read_text())
-    prog.chmod(prog.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return prog
+    """The GRUB menu program for this build host's Python (for ``OSTREE_GRUB2_EXEC``)."""
+    return blsmenu.write_program(workdir / "ostree-grub-menu", sys.executable)
 
 
 def deploy(sysroot: Path, dep: Deployment, workdir: Path) -> Path:
