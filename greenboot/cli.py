@@ -11,9 +11,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from greenboot.errors import guarded
+
+if TYPE_CHECKING:
+    from greenboot.healthcheck import Context
 
 PROG = "fieldshift-greenboot"
 
@@ -57,7 +60,7 @@ def _out(args: argparse.Namespace, data: Any, text: Optional[str] = None) -> Non
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-def _context(args: argparse.Namespace):  # -> healthcheck.Context
+def _context(args: argparse.Namespace) -> Context:
     from greenboot import config
     from greenboot.healthcheck import Context
     from greenboot.journal import Journal
@@ -138,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     raise AssertionError(verb)
 
 
-def _microshift(args: argparse.Namespace, ctx) -> int:
+def _microshift(args: argparse.Namespace, ctx: Context) -> int:
     from greenboot import bootcount, microshift
 
     state = bootcount.read(ctx.grubenv)

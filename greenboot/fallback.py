@@ -42,23 +42,31 @@ def _previous_failures(ctx: Context) -> List[str]:
     return []
 
 
-def _make_permanent(ctx: Context, deployments: List[ostree.Deployment], booted: Optional[ostree.Deployment]) -> str:
-    layout = ctx.layout
-    if layout.live:
+def _method(ctx: Context) -> str:
+    """How this system makes a rollback permanent (decided before doing it, so it can be recorded first)."""
+    if ctx.layout.live:
         from greenboot import bootc, rpmostree
 
         if rpmostree.available():
-            rpmostree.rollback()
             return "rpm-ostree"
         if bootc.available():
-            bootc.rollback()
             return "bootc"
-    target = booted.index if booted is not None else 1
-    if ostree.supports_set_default():
-        ostree.set_default(layout, target)
-        return "ostree set-default"
-    ostree.undeploy(layout, 0)
-    return "ostree undeploy"
+    return "ostree set-default" if ostree.supports_set_default() else "ostree undeploy"
+
+
+def _make_permanent(ctx: Context, method: str, booted: Optional[ostree.Deployment]) -> None:
+    if method == "rpm-ostree":
+        from greenboot import rpmostree
+
+        rpmostree.rollback()
+    elif method == "bootc":
+        from greenboot import bootc
+
+        bootc.rollback()
+    elif method == "ostree set-default":
+        ostree.set_default(ctx.layout, booted.index if booted is not None else 1)
+    else:
+        ostree.undeploy(ctx.layout, 0)
 
 
 def check_fallback(ctx: Context) -> FallbackOutcome:
@@ -76,7 +84,8 @@ def check_fallback(ctx: Context) -> FallbackOutcome:
     if needs:
         failed = deployments[0]
         running = booted if booted is not None else deployments[1]
-        method = _make_permanent(ctx, deployments, booted)
+        method = _method(ctx)
+        # Record first: a power cut after the rollback but before the record would lose what failed.
         record = report.RollbackRecord(
             time=time.time(),
             boot_id=ctx.boot_id(),
@@ -92,6 +101,7 @@ def check_fallback(ctx: Context) -> FallbackOutcome:
             ),
         )
         report.write_rollback(ctx.layout, record)
+        _make_permanent(ctx, method, booted)
     elif record is None:
         current = booted if booted is not None else (deployments[0] if deployments else None)
         record = report.RollbackRecord(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, Optional
 
 from greenboot import bootcount, bootmount, report, status
@@ -30,7 +31,7 @@ class Context:
     env: Dict[str, str] = field(default_factory=dict)
 
     @property
-    def grubenv(self):  # -> Path
+    def grubenv(self) -> Path:
         return self.layout.grubenv(self.config.grubenv or None)
 
     def boot_id(self) -> str:
