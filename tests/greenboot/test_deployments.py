@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,8 +73,10 @@ print(json.dumps(out))
 def test_read_only_boot_is_remounted_rw_only_around_the_write_in_a_private_namespace(tmp_path: Path) -> None:
     mnt = tmp_path / "boot"
     mnt.mkdir()
+    # As root a mount namespace is enough; otherwise a user namespace makes us root inside it.
+    userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
     result = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", PRIVATE_REMOUNT, str(mnt)],
+        ["unshare", *userns, "--mount", "--propagation", "private", sys.executable, "-c", PRIVATE_REMOUNT, str(mnt)],
         capture_output=True, text=True, cwd=Path(__file__).parents[2],
     )
     assert result.returncode == 0, result.stderr
