@@ -68,6 +68,8 @@ class PublishRequest:
     valid_days: int = DEFAULT_VALID_DAYS
     allow_downgrade: bool | None = None
     recover: bool = False
+    #: The from-scratch delta; only benchmarks that measure update deltas turn it off.
+    scratch_delta: bool = True
 
 
 @dataclass(frozen=True)
@@ -326,7 +328,7 @@ def publish(request: PublishRequest, *, now: datetime | None = None) -> PublishR
         sources: list[str | None] = []
         if request.deltas_from:
             sources = [r.commit for r in channel.releases[-request.deltas_from:]]
-        deltas = [_generate_delta(repo, src, commit) for src in [*sources, None]]
+        deltas = [_generate_delta(repo, src, commit) for src in [*sources, *([None] if request.scratch_delta else [])]]
         build_ostree.set_ref(repo, request.ref, commit)
         _update_summary(repo, request.gpg_key, request.gpg_homedir)
 
