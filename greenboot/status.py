@@ -31,6 +31,7 @@ class Status:
     latest: Optional[report.BootReport]
     rollback: Optional[report.RollbackRecord]
     warnings: List[str] = field(default_factory=list)
+    history: List[report.BootReport] = field(default_factory=list)  # kept boot reports, oldest first
 
     @property
     def attempts_left(self) -> Optional[int]:
@@ -56,7 +57,20 @@ class Status:
             "latest_boot": self.latest.to_json() if self.latest else None,
             "rollback": self.rollback.to_json() if self.rollback else None,
             "warnings": list(self.warnings),
+            "boots": [_summary(r) for r in self.history],
         }
+
+
+def _summary(rep: report.BootReport) -> Dict[str, Any]:
+    return {
+        "boot_id": rep.boot_id,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rep.started)),
+        "version": (rep.deployment or {}).get("version"),
+        "boot_counter": rep.boot_counter,
+        "verdict": rep.verdict,
+        "fallback": rep.fallback,
+        "failed_required": rep.failed_required(),
+    }
 
 
 def boot_success_timer_enabled(layout: Layout) -> bool:
@@ -88,14 +102,16 @@ def collect(layout: Layout, config: GreenbootConfig) -> Status:
         )
     if not grubenv.exists():
         warnings.append(f"no grubenv at {grubenv}: boot counting is not active")
+    history = report.reports(layout.root)
     return Status(
         grubenv=str(grubenv),
         boot_counter=state.raw_counter,
         boot_success=state.success,
         max_boot_attempts=config.max_boot_attempts,
-        latest=report.latest(layout.root),
+        latest=history[-1] if history else None,
         rollback=report.last_rollback(layout.root),
         warnings=warnings,
+        history=history,
     )
 
 
@@ -137,6 +153,16 @@ def render(status: Status, *, verbose: bool = True) -> str:
         )
     for w in status.warnings:
         lines.append(f"WARNING: {w}")
+    if verbose and len(status.history) > 1:
+        lines.append(f"Last {len(status.history)} boots:")
+        for rep in reversed(status.history):
+            s = _summary(rep)
+            failed = f" ({', '.join(s['failed_required'])})" if s["failed_required"] else ""
+            counter = "-" if s["boot_counter"] is None else s["boot_counter"]
+            lines.append(
+                f"  {s['started']}  {s['version'] or '?':<12} counter={counter:<3} "
+                f"{s['verdict']}{' fallback' if s['fallback'] else ''}{failed}"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -228,3 +228,9 @@ def test_status_and_motd_show_attempts_left_and_the_rollback(sysroot: Sysroot, c
     data = json.loads(cli("--json", "status").stdout)
     assert data["rollback"]["failed_deployment"]["version"] == "2"
     assert data["rollback"]["failed_checks"] == ["50_app.sh"]
+    assert [(b["version"], b["boot_counter"], b["verdict"], b["fallback"]) for b in data["boots"]] == [
+        ("2", "1", "red", False),
+        ("2", "0", "red", False),
+        ("1", "-1", "green", True),
+    ]
+    assert "Last 3 boots:" in text and "counter=0   red (50_app.sh)" in text
