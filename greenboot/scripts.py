@@ -264,10 +264,14 @@ class Runner:
             return ScriptResult(script.name, str(script.path), script.kind, FAILED, None,
                                 time.monotonic() - start, (), f"cannot run: {err.strerror}")
         timed_out = self._pump(proc, script.name, deadline, tail if keep else None)
+        if not timed_out:
+            # Output closed, but the script may still run (e.g. it redirected its output away).
+            try:
+                proc.wait(timeout=None if deadline is None else max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                timed_out = True
         if timed_out:
             self._kill(proc)
-        else:
-            proc.wait()
         duration = time.monotonic() - start
         output = tuple(tail) if keep else ()
         if timed_out:

@@ -155,6 +155,15 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def test_a_hung_script_that_closed_its_output_is_still_stopped(tmp_path: Path) -> None:
+    conf(tmp_path, "FIELDSHIFT_SCRIPT_TIMEOUT_SEC=1\n")
+    write_script(tmp_path, "usr/lib/greenboot/check/required.d/10_quiet_hang.sh", "exec >/dev/null 2>&1\nsleep 60\n")
+    start = time.monotonic()
+    result = runner(tmp_path).run_phase("check")
+    assert time.monotonic() - start < 10
+    assert result.results[0].status == "timeout" and not result.green
+
+
 def test_the_whole_run_has_a_deadline_too(tmp_path: Path) -> None:
     conf(tmp_path, "FIELDSHIFT_SCRIPT_TIMEOUT_SEC=0\nFIELDSHIFT_RUN_TIMEOUT_SEC=1\n")
     write_script(tmp_path, "usr/lib/greenboot/check/wanted.d/10_slow.sh", "sleep 0.6\n")
