@@ -37,6 +37,7 @@ from greenboot import atomic
 from greenboot.errors import UserError
 from greenboot.external import ToolError, run
 from updater import catalog as cat
+from updater.delta import delta_path
 
 REPO_NAME = "repo"
 LOCK_NAME = ".publish.lock"
@@ -106,21 +107,9 @@ def _ostree(repo: Path, *args: str, gpg_homedir: Path | None = None) -> str:
         raise PublishError(f"ostree {args[0]} in {repo} failed: {last}") from err
 
 
-def _b64_checksum(checksum: str) -> str:
-    """ostree's filesystem-safe base64 of a sha256 (``ostree_checksum_b64_from_bytes``): '/'→'_', no '='."""
-    import base64
-
-    return base64.b64encode(bytes.fromhex(checksum)).decode("ascii").rstrip("=").replace("/", "_")
-
-
 def delta_dir(repo: Path, from_commit: str | None, to_commit: str) -> Path:
-    """Where ostree stores the static delta ``from_commit`` → ``to_commit`` (None = from scratch).
-
-    Mirrors ``_ostree_get_relative_static_delta_path`` in ostree's src/libostree/ostree-repo-static-delta-core.c.
-    """
-    to_b64 = _b64_checksum(to_commit)
-    name = to_b64 if from_commit is None else f"{_b64_checksum(from_commit)}-{to_b64}"
-    return repo / "deltas" / name[:2] / name[2:]
+    """Where ostree stores the static delta ``from_commit`` → ``to_commit`` (None = from scratch)."""
+    return repo / delta_path(from_commit, to_commit)
 
 
 def delta_size(repo: Path, from_commit: str | None, to_commit: str) -> int:

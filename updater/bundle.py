@@ -32,6 +32,7 @@ from typing import IO, Iterable
 from greenboot.errors import UserError
 from greenboot.external import ToolError, run
 from updater import catalog as cat
+from updater.delta import has_commit
 
 MANIFEST_NAME = "fieldshift-bundle.json"
 MAX_MANIFEST_BYTES = 64 * 1024
@@ -105,14 +106,6 @@ def _parse_manifest(data: bytes, bundle: Path) -> tuple[str, list[Hop]]:
     if not isinstance(channel, str) or not hops:
         raise BundleError(f"bundle {bundle} manifest names no channel or no deltas")
     return channel, hops
-
-
-def has_commit(repo_path: Path, checksum: str) -> bool:
-    """True when ``repo_path`` holds the whole commit (its object, and no interrupted-pull marker)."""
-    repo = Path(repo_path)
-    if (repo / "state" / f"{checksum}.commitpartial").exists():
-        return False
-    return (repo / "objects" / checksum[:2] / f"{checksum[2:]}.commit").exists()
 
 
 def _apply_offline(repo_path: Path, delta_dir: Path) -> None:
