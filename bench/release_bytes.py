@@ -10,7 +10,8 @@ committed, published with builder.publish (static delta old -> new; the from-scr
 because it is not measured), served on 127.0.0.1 and pulled with stock ``ostree pull`` by a client
 that has the old commit. Figures come from the server's access log. Per scenario it prints:
 
-- delta: bytes of the static delta (superblock + parts) the client fetched;
+- delta: bytes the device-side fetcher (updater.delta: superblock + parts over HTTP, then
+  ``ostree static-delta apply-offline``) moved, response bodies and headers;
 - ostree pull total with deltas (on ostree 2022.7 this also includes objects fetched loose:
   ostreedev/ostree#2680);
 - object pull: ``ostree pull --disable-static-deltas`` (no deltas);
@@ -42,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from builder import keys, publish  # noqa: E402
 from greenboot.external import run  # noqa: E402
 from tests.httpserve import StaticServer  # noqa: E402
+from updater import catalog as cat  # noqa: E402
+from updater import delta as delta_fetch  # noqa: E402
 
 OLD_OPENSSL = "3.0.20-1~deb12u2"   # bookworm point release
 NEW_OPENSSL = "3.0.22-1~deb12u2"   # bookworm-security
@@ -195,7 +198,13 @@ def measure(cache: Path, work: Path, *, docs: bool) -> Figures:
         delta_fetched = sum(a.body_bytes for a in server.log if a.path.startswith("/repo/deltas/"))
         pull_with_deltas = server.bytes_sent()
         if delta_fetched != delta_size:
-            print(f"note: delta on disk {delta_size} B, fetched {delta_fetched} B", file=sys.stderr)
+            print(f"note: delta on disk {delta_size} B, ostree pull fetched {delta_fetched} B of it", file=sys.stderr)
+        client = _client(work / "client-fetcher", url, release_repo, old)
+        catalog = cat.parse((release_dir / "catalog.json").read_bytes())
+        server.clear()
+        delta_fetch.fetch_and_apply(url, client, catalog.channel("stable").releases[-1], old,
+                                    cache_dir=work / "fetch-cache")
+        fetcher_bytes = server.bytes_sent()
         client = _client(work / "client-objects", url, release_repo, old)
         server.clear()
         run(["ostree", "pull", "--disable-static-deltas", f"--repo={client}", "rel", f"{REF}@{new}"], timeout=1800)
@@ -211,7 +220,7 @@ def measure(cache: Path, work: Path, *, docs: bool) -> Figures:
         catalog_check = sum(a.wire_bytes for a in server.log)
     bound, changed, added = lower_bound(old_tree, new_tree, work)
     scenario = "as installed" if docs else "without man pages and docs"
-    return Figures(scenario=scenario, delta=delta_fetched, pull_with_deltas=pull_with_deltas, object_pull=object_pull,
+    return Figures(scenario=scenario, delta=fetcher_bytes, pull_with_deltas=pull_with_deltas, object_pull=object_pull,
                    full_commit=_object_bytes(release_repo, new), lower_bound=bound, changed_files=changed,
                    new_files=added, catalog_check=catalog_check)
 
@@ -227,7 +236,7 @@ def report(f: Figures) -> str:
         f"update: openssl/libssl3 {OLD_OPENSSL} -> {NEW_OPENSSL}, Debian 12 minbase + {len(BASE_PACKAGES)} "
         f"packages, {f.scenario}",
         f"  changed files {f.changed_files}, new files {f.new_files}",
-        f"  static delta (superblock + parts)   {kib(f.delta):>14}",
+        f"  static delta, fieldshift fetcher    {kib(f.delta):>14}   (superblock + parts + HTTP headers)",
         f"  ostree 2022.7 pull with deltas      {kib(f.pull_with_deltas):>14}   (incl. loose refetch, ostree#2680)",
         f"  object pull (no deltas)             {kib(f.object_pull):>14}",
         f"  full commit (all objects)           {kib(f.full_commit):>14}",
