@@ -42,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("attempts", nargs="?", type=int)
     g = sub.add_parser("grub-menu", help="write grub.cfg from ostree's boot entries (GRUB without blscfg)")
     g.add_argument("--out", help="output file (default <root>/boot/grub/grub.cfg)")
-    g.add_argument("--boot-prefix", default="", help="prefix for kernel paths when /boot is not a partition")
+    g.add_argument("--boot-prefix", default="auto",
+                   help="prefix for kernel paths: '' when /boot is a partition, '/boot' when not; "
+                        "auto (default): decided from the running system, '' under --root")
     g.add_argument("--timeout", type=int, default=1, help="menu timeout in seconds")
     m = sub.add_parser("microshift-check", help="the built-in MicroShift health check (40_microshift_running_check)")
     m.add_argument("--wait-sec", type=float, help="override the scaled MICROSHIFT_WAIT_TIMEOUT_SEC wait")
@@ -87,7 +89,8 @@ def _run(args: argparse.Namespace) -> int:
         layout = Layout.at(args.root)
         out = Path(args.out) if args.out else layout.path(grubmenu.DEFAULT_OUT)
         with bootmount.writable(layout, out):
-            grubmenu.write_menu(layout.root, out, boot_prefix=args.boot_prefix, timeout=args.timeout)
+            prefix = grubmenu.boot_prefix(layout) if args.boot_prefix == "auto" else args.boot_prefix
+            grubmenu.write_menu(layout.root, out, boot_prefix=prefix, timeout=args.timeout)
         _out(args, {"grub_cfg": str(out)}, f"wrote {out}")
         return 0
     ctx = _context(args)

@@ -136,4 +136,4 @@ def _refresh_menu(ctx: Context) -> None:
     out = grubmenu.generated_menu(ctx.layout)
     if out is not None:
         with bootmount.writable(ctx.layout, out):
-            grubmenu.write_menu(ctx.layout.root, out)
+            grubmenu.write_menu(ctx.layout.root, out, boot_prefix=grubmenu.boot_prefix(ctx.layout))

@@ -14,6 +14,7 @@ Two pieces:
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,20 @@ def write_menu(sysroot: Union[Path, str], out: Union[Path, str], *, boot_prefix:
     target = Path(out)
     atomic.write_text(target, text)
     return target
+
+
+def boot_prefix(layout: Layout) -> str:
+    """Kernel path prefix GRUB needs: '' when ``/boot`` is its own partition, ``/boot`` when it is a
+    directory of the root filesystem (then ostree's ``/boot`` is a bind mount, not a mount point of its own
+    device). Under ``--root`` (an image tree) '' unless told otherwise."""
+    if not layout.live:
+        return ""
+    physical_root = "/sysroot" if os.path.isdir("/sysroot/ostree") else "/"
+    try:
+        separate = os.stat("/boot").st_dev != os.stat(physical_root).st_dev
+    except OSError:
+        return ""
+    return "" if separate else "/boot"
 
 
 def generated_menu(layout: Layout) -> Optional[Path]:
