@@ -18,8 +18,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import requests
-
 from greenboot import atomic
 from greenboot.errors import UserError
 from updater import catalog as catalog_mod
@@ -47,6 +45,7 @@ from updater.state import (
     StateStore,
     Target,
 )
+from updater.transport import HttpClient
 
 MICROSHIFT_DATA = Path("/var/lib/microshift")
 MICROSHIFT_HEALTH = Path("/var/lib/microshift-backups/health.json")
@@ -87,7 +86,7 @@ class Agent:
     now: Callable[[], datetime] = utcnow
     reboot_fn: Callable[[], None] | None = None
     rng: random.Random = field(default_factory=random.Random)
-    session: requests.Session | None = None
+    http: HttpClient | None = None
     bundle_file: Path | None = None  # an offline bundle (``fieldshift bundle``) used as the only source
 
     def __post_init__(self) -> None:
@@ -99,8 +98,8 @@ class Agent:
         self.catalog_dir = p.state_dir / "catalog"
         if self.reboot_fn is None:
             self.reboot_fn = run_reboot_command(self.cfg.reboot_command)
-        if self.session is None:
-            self.session = requests.Session()
+        if self.http is None:
+            self.http = HttpClient(timeout=float(self.cfg.http_timeout_seconds))
         self._backend: OstreeBackend | RpmOstreeBackend | None = None
         self._machine_id: str | None = None
         self.events = EventQueue(p.state_dir / "events", self.cfg.report_url, self.node_id())
@@ -140,16 +139,23 @@ class Agent:
         except OSError:
             return ""
 
-    def booted(self) -> Deployment | None:
-        """The deployment this boot runs, resolved from the kernel command line once per boot."""
+    def booted(self, *, fresh: bool = True) -> Deployment | None:
+        """The deployment this boot runs, identified once per boot (by the inode of ``/`` like ostree,
+        else the ``ostree=`` kernel argument) and cached with the boot id. ``fresh=False`` answers from
+        the cache without running ``ostree admin status`` (the cheap path of a routine check; the
+        index may be stale then)."""
         cache = self.cfg.paths.state_dir / "booted.json"
         boot = self.boot_id()
-        deployments = self.sysroot.deployments()
         try:
             cached = json.loads(cache.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             cached = {}
-        name = cached.get("deployment") if boot and cached.get("boot_id") == boot else None
+        if not boot or cached.get("boot_id") != boot:
+            cached = {}
+        if not fresh and cached.get("checksum"):
+            return Deployment(int(cached["index"]), cached["osname"], cached["checksum"], int(cached["serial"]),
+                              cached.get("version", ""))
+        name = cached.get("deployment")
         if name is None:
             found = self.sysroot.deployment_of_root(self.cfg.paths.booted_root)
             if found is None:
@@ -161,9 +167,12 @@ class Agent:
             if found is None:
                 return None
             name = found[1]
-            atomic.write_json(cache, {"boot_id": boot, "deployment": name})
-        for d in deployments:
+        for d in self.sysroot.deployments():
             if d.id == name:
+                record = {"boot_id": boot, "deployment": name, "index": d.index, "osname": d.osname,
+                          "checksum": d.checksum, "serial": d.serial, "version": d.version}
+                if record != cached:
+                    atomic.write_json(cache, record)
                 return d
         return None
 
@@ -250,7 +259,7 @@ class Agent:
             out.append(DirSource(self.cfg.source_dir))
         if self.cfg.release_urls:
             out.append(HttpSource(self.cfg.release_urls, timeout=self.cfg.http_timeout_seconds,
-                                  session=self.session))
+                                  client=self.http))
         if not out:
             raise AgentError("no release source configured (set release_url or source_dir)")
         return out
@@ -338,7 +347,7 @@ class Agent:
         state = state.update(last_check=_iso(now))
         try:
             state, cat, repo = self.fetch_catalog(state)
-            booted = self.booted()
+            booted = self.booted(fresh=False)
             current = booted.version if booted else None
             position = rollout.position(self.machine_id(), self.cfg.rollout_wariness)
             picked = choose(cat, self.cfg.channel, current or None, now=now, position=position,
@@ -537,7 +546,7 @@ class Agent:
             return self._save(state.update(phase=PROTECTED, staged_deployment=""))
         if self.cfg.reboot_strategy == "fleet_lock" and not force:
             try:
-                self.fleet_lock().lock(self.session)
+                self.fleet_lock().lock(self.http)
             except UserError as err:
                 return self._fail(state, "fleet lock", err)
             state = self._save(state.update(fleet_lock_held=True))
@@ -607,7 +616,7 @@ class Agent:
             return self._save(state.update(last_error="waiting for greenboot to declare this boot healthy"))
         if state.fleet_lock_held:
             try:
-                self.fleet_lock().unlock(self.session)
+                self.fleet_lock().unlock(self.http)
                 state = state.update(fleet_lock_held=False)
             except UserError as err:
                 self._say("step_failed", f"fleet lock release failed (will retry): {err.message}",
@@ -679,11 +688,11 @@ class Agent:
             if state.phase == IDLE:
                 if state.fleet_lock_held:
                     try:
-                        self.fleet_lock().unlock(self.session)
+                        self.fleet_lock().unlock(self.http)
                         state = self._save(state.update(fleet_lock_held=False))
                     except UserError as err:
                         return self._fail(state, "fleet lock release", err)
-                self.events.flush(self.session)
+                self.events.flush(self.http)
                 state, _ = self.check(state)
                 if state.phase == IDLE:
                     return state

@@ -22,7 +22,6 @@ from typing import Any, Sequence
 from greenboot import atomic
 from greenboot.errors import UserError, guarded
 from updater import config as config_mod
-from updater.agent import Agent
 from updater.lock import AgentLock, AlreadyRunning
 from updater.notify import Notifier
 
@@ -31,6 +30,8 @@ REQUESTS = ("reboot", "update-now", "check")
 # The loop wakes every second for queued CLI requests (a stat each) and re-evaluates the state
 # machine every ADVANCE_EVERY seconds; advance() itself returns at once while nothing is due.
 ADVANCE_EVERY = 10.0
+# Phases that wait on the outside world are re-evaluated less often (a reboot window can be days away).
+WAIT_EVERY = {"staged": 60.0, "rebooting": 60.0}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,42 +97,137 @@ def _take_requests(cfg: config_mod.AgentConfig) -> set[str]:
 
 
 def _update(cfg: config_mod.AgentConfig, args: argparse.Namespace) -> int:
+    from updater.agent import Agent
+
     agent = Agent(cfg, bundle_file=args.from_bundle)
     state = agent.advance(force=True, reboot_now=args.now)
     print(f"phase {state.phase}: {state.last_error or state.last_check_result or 'done'}")
     return 0 if not state.last_error or state.phase in ("staged", "rebooting") else 1
 
 
+def _in_child(cfg: config_mod.AgentConfig, action: str, *, force: bool = False, reboot_now: bool = False) -> int:
+    """Run one agent step in a forked child and wait for it.
+
+    The resident service stays small: the catalog verification stack (cryptography and the agent
+    proper) is imported only by the short-lived child, so memory used by a check is returned to the
+    system when it ends (``bench/agent_idle.py`` measures both). The child shares the parent's lock
+    file description, so it runs under the parent's lock.
+    """
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, observed through its effects
+        import gc
+
+        gc.disable()  # a step is short-lived; its garbage goes with the process
+        code = 0
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            from updater.agent import Agent
+
+            agent = Agent(cfg)
+            if action == "reconcile":
+                agent.reconcile()
+            else:
+                if action == "reboot":
+                    agent.request_reboot()
+                agent.advance(force=force, reboot_now=reboot_now)
+        except UserError as err:
+            print(f"{PROG}: {err.message}", file=sys.stderr)
+            code = 1
+        except BaseException as err:  # noqa: BLE001 - a step must never take the service down
+            print(f"{PROG}: internal error in {action}: {type(err).__name__}: {err}", file=sys.stderr)
+            code = 70
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    while True:
+        try:
+            _, status, usage = os.wait4(pid, 0)
+        except InterruptedError:
+            continue
+        _account(cfg, action, usage.ru_utime + usage.ru_stime)
+        return os.waitstatus_to_exitcode(status)
+
+
+def _account(cfg: config_mod.AgentConfig, action: str, cpu_seconds: float) -> None:
+    """Keep the CPU cost of the service's steps in ``<state_dir>/service.json`` (for status and bench)."""
+    path = cfg.paths.state_dir / "service.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    data["steps"] = int(data.get("steps", 0)) + 1
+    data["cpu_ms_total"] = round(float(data.get("cpu_ms_total", 0.0)) + cpu_seconds * 1000, 3)
+    data["last_step"] = {"action": action, "cpu_ms": round(cpu_seconds * 1000, 3)}
+    try:
+        atomic.write_json(path, data, mode=0o600)
+    except OSError:
+        pass
+
+
+def _preload() -> None:
+    """Import, once in the service, every module a step needs except the catalog's verification stack
+    (cryptography, ~8 MiB resident): forked step children then start in a few milliseconds."""
+    import importlib
+
+    for name in ("json", "tarfile", "datetime", "random", "zoneinfo", "http.client", "greenboot.bootcount",
+                 "greenboot.report", "greenboot.config", "updater.transport", "updater.journal", "updater.reports",
+                 "updater.ostree", "updater.snapshots", "updater.schedule", "updater.rollout", "updater.fleetlock",
+                 "updater.backends"):
+        importlib.import_module(name)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # keep the collector off the inherited objects: fewer copy-on-write faults per fork
+
+
+def _due(state: Any) -> bool:
+    """Whether a step may have work now (read from the persisted state, no agent import needed)."""
+    if state.phase != "idle" or not state.retry_after:
+        return True
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.strptime(state.retry_after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return True
+    return datetime.now(timezone.utc) >= when
+
+
 def _serve(cfg: config_mod.AgentConfig) -> int:
-    """The service loop: reconcile, READY=1, then advance whenever due; watchdog pings throughout."""
+    """The service loop: reconcile, READY=1, then a step whenever due; watchdog pings throughout."""
+    from updater.state import StateStore
+
+    _preload()
     notifier = Notifier()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    agent = Agent(cfg)
+    store = StateStore(cfg.paths.state_dir)
     heartbeat = [time.monotonic()]
     tick = 1.0
     if notifier.watchdog_seconds:
-        # A step (a long pull) may outlast the watchdog; the pinger vouches for the loop only while the
-        # loop itself shows signs of life or a step is running with a bound.
+        # A step (a long pull) may outlast the watchdog; the pinger vouches for the loop while the
+        # loop shows signs of life, bounded so a hung step is still caught.
         def pinger() -> None:
             while not stop.wait(notifier.watchdog_seconds / 3):
                 if time.monotonic() - heartbeat[0] < max(notifier.watchdog_seconds, 6 * 3600):
                     notifier.watchdog()
 
         threading.Thread(target=pinger, name="watchdog", daemon=True).start()
-    state = agent.reconcile()
+    _in_child(cfg, "reconcile")
+    state = store.load()
     notifier.ready(f"phase {state.phase}")
     next_advance = 0.0
     while not stop.is_set():
         requests_ = _take_requests(cfg)
-        if "reboot" in requests_:
-            agent.request_reboot()
-        if requests_ or time.monotonic() >= next_advance:
-            force = bool(requests_ & {"update-now", "check"})
-            state = agent.advance(force=force, reboot_now="update-now" in requests_)
+        if requests_ or (time.monotonic() >= next_advance and _due(state)):
+            _in_child(cfg, "reboot" if "reboot" in requests_ else "advance",
+                      force=bool(requests_ & {"update-now", "check"}), reboot_now="update-now" in requests_)
+            state = store.load()
             notifier.status(f"phase {state.phase}" + (f": {state.last_error}" if state.last_error else ""))
-            next_advance = time.monotonic() + ADVANCE_EVERY
+            next_advance = time.monotonic() + WAIT_EVERY.get(state.phase, ADVANCE_EVERY)
         heartbeat[0] = time.monotonic()
         stop.wait(tick)
     notifier.stopping()
@@ -150,6 +246,8 @@ def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     cfg = _load(args)
     if args.command == "status":
+        from updater.agent import Agent
+
         info = Agent(cfg).status()
         if args.json:
             print(json.dumps(info, indent=2, sort_keys=True))
@@ -167,6 +265,10 @@ def _main(argv: list[str]) -> int:
             return 0
         raise
     try:
+        if args.command == "run":
+            return _serve(cfg)
+        from updater.agent import Agent
+
         agent = Agent(cfg)
         if args.command == "check":
             state, reason = agent.check(agent.store.load(), select_target=False)
@@ -192,8 +294,6 @@ def _main(argv: list[str]) -> int:
             state = agent.reconcile()
             print(f"phase {state.phase}" + (f": {state.last_error}" if state.last_error else ""))
             return 0
-        if args.command == "run":
-            return _serve(cfg)
     finally:
         lock.release()
     return 2

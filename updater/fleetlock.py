@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import requests
-
 from greenboot.errors import UserError
+from updater.transport import HttpClient, HttpError
 
 
 class FleetLockError(UserError):
@@ -32,18 +31,18 @@ class FleetLock:
     group: str = "default"
     timeout: float = 15.0
 
-    def _post(self, endpoint: str, session: requests.Session | None = None) -> None:
+    def _post(self, endpoint: str, client: HttpClient | None = None) -> None:
         url = self.base_url.rstrip("/") + endpoint
         body = {"client_params": {"id": self.node_id, "group": self.group}}
-        http = session or requests
+        http = client or HttpClient(timeout=self.timeout)
         try:
-            resp = http.post(url, json=body, headers={"fleet-lock-protocol": "true"}, timeout=self.timeout)
-        except requests.RequestException as err:
-            raise FleetLockError(f"FleetLock server {self.base_url} unreachable ({type(err).__name__})",
+            resp = http.post_json(url, body, headers={"fleet-lock-protocol": "true"})
+        except HttpError as err:
+            raise FleetLockError(f"FleetLock server {self.base_url} unreachable ({err.message})",
                                  "unreachable") from err
-        if resp.status_code == 200:
+        if resp.status == 200:
             return
-        kind, value = "http_" + str(resp.status_code), resp.reason or ""
+        kind, value = "http_" + str(resp.status), resp.reason or ""
         try:
             data = resp.json()
             if isinstance(data, dict):
@@ -53,10 +52,10 @@ class FleetLock:
             pass
         raise FleetLockError(f"FleetLock {endpoint} refused by {self.base_url}: {value} ({kind})", kind)
 
-    def lock(self, session: requests.Session | None = None) -> None:
+    def lock(self, client: HttpClient | None = None) -> None:
         """Reserve a reboot slot (recursive: asking twice is fine)."""
-        self._post("/v1/pre-reboot", session)
+        self._post("/v1/pre-reboot", client)
 
-    def unlock(self, session: requests.Session | None = None) -> None:
+    def unlock(self, client: HttpClient | None = None) -> None:
         """Release any slot this node holds."""
-        self._post("/v1/steady-state", session)
+        self._post("/v1/steady-state", client)

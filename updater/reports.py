@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import requests
-
 from greenboot import atomic
+from updater.transport import HttpClient, HttpError
 
 QUEUE_LIMIT = 500
 
@@ -41,11 +40,11 @@ class EventQueue:
     def pending(self) -> int:
         return len(list(self.directory.glob("*.json"))) if self.directory.is_dir() else 0
 
-    def flush(self, session: requests.Session | None = None) -> int:
+    def flush(self, client: HttpClient | None = None) -> int:
         """Send queued events in order; stop at the first failure (kept for next time). Returns sent count."""
         if not self.url or not self.directory.is_dir():
             return 0
-        http = session or requests
+        http = client or HttpClient(timeout=self.timeout)
         sent = 0
         for path in sorted(self.directory.glob("*.json")):
             try:
@@ -54,10 +53,10 @@ class EventQueue:
                 path.unlink(missing_ok=True)
                 continue
             try:
-                resp = http.post(self.url, json=body, timeout=self.timeout)
-            except requests.RequestException:
+                resp = http.post_json(self.url, body)
+            except HttpError:
                 break
-            if resp.status_code >= 500 or resp.status_code == 429:
+            if resp.status >= 500 or resp.status == 429:
                 break
             path.unlink(missing_ok=True)
             sent += 1

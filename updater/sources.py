@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import requests
-
 from greenboot.errors import UserError
 from updater.catalog import CATALOG_NAME, MAX_CATALOG_BYTES, MAX_SIGNATURE_BYTES, SIGNATURE_NAME
+from updater.transport import HttpClient, HttpError, Response
 
 
 class SourceError(UserError):
@@ -45,31 +44,16 @@ class NotModified:
 
 
 class HttpSource:
-    """Release directories over HTTP(S), tried in order; one keep-alive session for all requests."""
+    """Release directories over HTTP(S), tried in order, over one keep-alive client."""
 
-    def __init__(self, urls: Sequence[str], *, timeout: float, session: requests.Session | None = None) -> None:
+    def __init__(self, urls: Sequence[str], *, timeout: float, client: HttpClient | None = None) -> None:
         self.urls = list(urls)
-        self.timeout = timeout
-        self.session = session or requests.Session()
-        # Keep requests small: the no-change check is budgeted in bytes on the wire.
-        self.session.headers.clear()
-        self.session.headers["User-Agent"] = "fieldshift-agent/1"
+        self.client = client or HttpClient(timeout=timeout)
 
-    def _get(self, url: str, limit: int, headers: dict[str, str]) -> requests.Response:
-        resp = self.session.get(url, headers=headers, timeout=self.timeout, stream=True)
-        if resp.status_code == 304:
-            resp.close()
-            return resp
-        if resp.status_code != 200:
-            resp.close()
-            raise SourceError(f"{url} answered HTTP {resp.status_code}")
-        body = b""
-        for chunk in resp.iter_content(65536):
-            body += chunk
-            if len(body) > limit:
-                resp.close()
-                raise SourceError(f"{url} is larger than the {limit}-byte limit")
-        resp._content = body  # noqa: SLF001 - the body read under a size limit
+    def _get(self, url: str, limit: int, headers: dict[str, str]) -> Response:
+        resp = self.client.get(url, headers=headers, limit=limit)
+        if resp.status not in (200, 304):
+            raise SourceError(f"{url} answered HTTP {resp.status}")
         return resp
 
     def fetch(self, etag: str = "", last_modified: str = "") -> Fetched | NotModified:
@@ -83,15 +67,14 @@ class HttpSource:
                 headers["If-Modified-Since"] = last_modified
             try:
                 resp = self._get(f"{root}/{CATALOG_NAME}", MAX_CATALOG_BYTES, headers)
-                if resp.status_code == 304:
+                if resp.status == 304:
                     return NotModified(base)
                 sig = self._get(f"{root}/{SIGNATURE_NAME}", MAX_SIGNATURE_BYTES, {})
-                return Fetched(resp.content, sig.content, base, resp.headers.get("ETag", ""),
-                               resp.headers.get("Last-Modified", ""))
-            except SourceError as err:
+                if sig.status != 200:
+                    raise SourceError(f"{root}/{SIGNATURE_NAME} answered HTTP {sig.status}")
+                return Fetched(resp.body, sig.body, base, resp.header("ETag"), resp.header("Last-Modified"))
+            except (SourceError, HttpError) as err:
                 errors.append(err.message)
-            except requests.RequestException as err:
-                errors.append(f"{root}: {type(err).__name__}")
         raise SourceError("release server unreachable: " + "; ".join(errors) if errors else "no release_url configured")
 
 
