@@ -325,7 +325,7 @@ def _wait_api(
     workloads = list(settings.workloads)
     storage_decided = False
     streak = 0
-    problem: Optional[Tuple[str, str]] = ("readyz", "not checked yet")
+    problem: Optional[Tuple[str, str]] = None
     last_reported = ""
     while True:
         problem = _round(settings, api, workloads)
@@ -354,11 +354,9 @@ def _wait_api(
     step, why = problem if problem is not None else ("stability", "readiness did not hold")
     if problem is None:
         why = f"ready for only {streak} of {settings.stable_rounds} consecutive rounds"
-    namespaces = sorted({w.namespace for w in workloads})
-    if step not in ("readyz", "api"):
-        for ns in namespaces:
-            for line in _pods_summary(api, ns):
-                note(line)
+    if step.count("/") == 2:  # a workload: show the pods of its namespace
+        for line in _pods_summary(api, step.split("/")[0]):
+            note(line)
     return Outcome(False, step, f"MicroShift did not become healthy within {settings.wait_sec:g}s: {why}", log)
 
 
