@@ -8,14 +8,23 @@ by last use.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from greenboot.external import run
+
+
+def write_entry(path: Path, obj: Any) -> None:
+    """Write a small JSON cache entry: rename-atomic (never half-written), not fsynced (losing one is harmless)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, sort_keys=True))
+    os.replace(tmp, path)
 
 
 class TreeCache:

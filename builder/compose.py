@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 from builder import backends, distro, ostree
 from builder.backends import PackageRequest, PackageSet, PackageSpec, RepositoryError
 from builder.blueprint import Blueprint, load
-from builder.cache import TreeCache
+from builder.cache import TreeCache, write_entry
 from builder.outputs import CommitOutput, write_outputs
 from builder.stages import (
     commit,
@@ -45,7 +45,6 @@ from builder.stages import (
     users,
 )
 from builder.stages import fieldshift as fieldshift_stage
-from greenboot.atomic import write_json
 from greenboot.errors import UserError
 
 log = logging.getLogger("fieldshift.compose")
@@ -73,6 +72,8 @@ class BuildRequest:
     cache_dir: Path | None = None
     source_date_epoch: int | None = None
     image_type: str | None = None
+    # Where the device payload (the greenboot and updater packages) is copied from: this checkout by default.
+    payload_source: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,8 @@ def _digest_path(h: Any, path: Path) -> None:
                 h.update(str(p.relative_to(path)).encode() + b"\0" + p.read_bytes())
 
 
-def input_hash(bp: Blueprint, pkgset: PackageSet, ref: str, extra: Mapping[str, str]) -> str:
+def input_hash(bp: Blueprint, pkgset: PackageSet, ref: str, extra: Mapping[str, str],
+               payload: Path = fieldshift_stage.PROJECT) -> str:
     """sha256 over everything that decides the commit's content (see the module docstring)."""
     h = hashlib.sha256()
     h.update(json.dumps({"blueprint": bp.source_digest, "packages": pkgset.digest, "ref": ref, **extra},
@@ -175,9 +177,9 @@ def input_hash(bp: Blueprint, pkgset: PackageSet, ref: str, extra: Mapping[str, 
     for src in ("compose.py", "stages", "ostree.py"):
         _digest_path(h, STAGE_SOURCES / src)
     if bp.fieldshift.install_agent or bp.fieldshift.install_greenboot:
-        _digest_path(h, fieldshift_stage.PROJECT / "greenboot")
+        _digest_path(h, payload / "greenboot")
     if bp.fieldshift.install_agent:
-        _digest_path(h, fieldshift_stage.PROJECT / "updater")
+        _digest_path(h, payload / "updater")
     return h.hexdigest()
 
 
@@ -206,7 +208,8 @@ def _parent_accounts(repo: Path, parent: str | None, cache_dir: Path) -> passwd_
 
 
 def customize(tree: Path, bp: Blueprint, parent_accounts: passwd_preserve.PasswdPreserveOptions,
-              progress: Progress, timestamp: int | None = None) -> tuple[str, ...]:
+              progress: Progress, timestamp: int | None = None,
+              payload: Path = fieldshift_stage.PROJECT) -> tuple[str, ...]:
     """Apply every customization stage to ``tree`` in order; returns the kernel arguments."""
     c = bp.customizations
     base = bp.source_path.resolve().parent if bp.source_path else Path(".")
@@ -232,7 +235,7 @@ def customize(tree: Path, bp: Blueprint, parent_accounts: passwd_preserve.Passwd
         max_boot_attempts=fs.greenboot.max_boot_attempts,
         disabled_healthchecks=fs.greenboot.disabled_healthchecks,
         watchdog_check_enabled=fs.greenboot.watchdog_check_enabled,
-        watchdog_grace_period=fs.greenboot.watchdog_grace_period,
+        watchdog_grace_period=fs.greenboot.watchdog_grace_period, payload_source=payload,
     ))
     services.apply(tree, services.ServicesOptions(c.services, units))
     return kargs
@@ -253,16 +256,27 @@ def _check_space(path: Path, err: OSError) -> UserError:
     return ComposeError(f"{path}: {err.strerror or err}")
 
 
-def resolve(bp: Blueprint, repos: tuple[Path, ...], cache: Path) -> tuple[distro.Distro, PackageSet]:
-    """Depsolve a blueprint against the given repositories (shared by build, depsolve and freeze)."""
+def resolve(bp: Blueprint, repos: tuple[Path, ...], cache: Path,
+            backend: backends.Backend | None = None) -> tuple[distro.Distro, PackageSet]:
+    """Depsolve a blueprint against the given repositories (shared by build, depsolve and freeze).
+
+    Passing ``backend`` asks it to stay warm for an install of the result (``PackageRequest.prefetch``);
+    the caller then closes it.
+    """
     d = distro.get(bp.distro, bp.architecture)
     request = PackageRequest(
         specs=package_specs(bp, d),
         repo_files=repo_files(repos) + _blueprint_repo_files(bp, cache),
         distro=d.name, releasever=d.releasever, arch=d.architecture, cache_dir=cache,
-        dbpath=DBPATHS.get(d.name, "/var/lib/rpm"),
+        dbpath=DBPATHS.get(d.name, "/var/lib/rpm"), prefetch=backend is not None,
     )
-    return d, backends.get(d.backend).resolve(request)
+    return d, (backend or backends.get(d.backend)).resolve(request)
+
+
+def _close(backend: object) -> None:
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()
 
 
 def build(request: BuildRequest, progress: Progress = lambda _line: None) -> BuildResult:
@@ -276,7 +290,9 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
     if request.image_type in ("raw", "qcow2") and request.output is None:
         raise ComposeError(f"--image-type {request.image_type} writes a disk image: pass --output DIR")
     say("resolving packages")
-    d, pkgset = resolve(bp, request.repos, cache_dir)
+    # One backend for resolve and install: after a fresh depsolve it stays warm for the install.
+    backend = backends.get(distro.get(bp.distro, bp.architecture).backend)
+    d, pkgset = resolve(bp, request.repos, cache_dir, backend)
     say(f"resolved {len(pkgset.packages)} packages")
     ref = request.ref or bp.fieldshift.ref or d.ostree_ref
     repo = request.ostree_repo
@@ -288,7 +304,8 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
             raise ComposeError(f'--parent "{request.parent}" is neither a ref nor a commit in {repo}')
     else:
         parent = head
-    inputhash = input_hash(bp, pkgset, ref, {"distro": d.name, "arch": d.architecture})
+    payload = request.payload_source or fieldshift_stage.PROJECT
+    inputhash = input_hash(bp, pkgset, ref, {"distro": d.name, "arch": d.architecture}, payload)
     names = tuple(p.nevra for p in pkgset.packages)
     record = _commit_record(repo, head, cache_dir) if head else None
     if record is not None and record["inputhash"] == inputhash and (
@@ -299,7 +316,6 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
                            True, True, names, record["kernel"], outputs, seconds=time.monotonic() - started)
     tree_cache = TreeCache(cache_dir)
     hit = tree_cache.get(pkgset.digest) is not None
-    backend = backends.get(d.backend)
     try:
         if not hit:
             say(f"installing {len(pkgset.packages)} packages")
@@ -309,6 +325,8 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
         work = Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir))
     except OSError as err:
         raise _check_space(cache_dir, err) from err
+    finally:
+        _close(backend)
     tree = work / "tree"
     kept = None
     try:
@@ -316,7 +334,7 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
         timestamp = request.source_date_epoch
         if timestamp is None:
             timestamp = int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
-        kargs = customize(tree, bp, _parent_accounts(repo, parent, cache_dir), say, timestamp)
+        kargs = customize(tree, bp, _parent_accounts(repo, parent, cache_dir), say, timestamp, payload)
         say("preparing the ostree layout")
         if d.backend == "apt":  # Debian GRUB has no blscfg: menu program for ostree (builder/stages/debian_boot.py)
             from builder.stages import debian_boot
@@ -367,7 +385,7 @@ def _head(repo: Path, ref: str) -> str | None:
 
 
 def _save_commit_record(cache_dir: Path, checksum: str, record: dict[str, Any]) -> None:
-    write_json(cache_dir / "commits" / f"{checksum}.json", record)
+    write_entry(cache_dir / "commits" / f"{checksum}.json", record)
 
 
 def _commit_record(repo: Path, checksum: str, cache_dir: Path) -> dict[str, Any] | None:

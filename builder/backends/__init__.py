@@ -71,6 +71,9 @@ class PackageRequest:
     excludes: tuple[str, ...] = ()
     # Where the target's own rpm expects its database (before ostree prep moves it to /usr/share/rpm).
     dbpath: str = "/var/lib/rpm"
+    # The caller will probably install the result next: a backend may keep resources warm for it
+    # (and then offers ``close()``, which the caller must call).
+    prefetch: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, order=True)

@@ -12,9 +12,11 @@ to ``/usr/share/rpm`` as rpm-ostree does.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -29,9 +31,10 @@ from builder.backends import (
     ResolvedPackage,
     no_progress,
 )
-from greenboot.atomic import write_json
+from builder.cache import write_entry
 from greenboot.external import ToolError, run
 
+log = logging.getLogger("fieldshift.external")
 RESOLVER = Path(__file__).with_name("dnf_resolver.py")
 # Interpreters that may carry the host's dnf Python module (RHEL's platform-python first).
 SYSTEM_PYTHONS = ("/usr/libexec/platform-python", "/usr/bin/python3")
@@ -84,8 +87,79 @@ class _Workspace:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _env(ws: _Workspace) -> dict[str, str]:
+    env = {"HOME": str(ws.home), "LC_ALL": "C.UTF-8"}
+    if "SOURCE_DATE_EPOCH" not in os.environ:
+        # rpm stamps install times with SOURCE_DATE_EPOCH: a fixed value keeps the rpmdb reproducible.
+        env["SOURCE_DATE_EPOCH"] = "0"
+    return env
+
+
+def _query(ws: _Workspace, request: PackageRequest) -> str:
+    return json.dumps({
+        "cachedir": str(ws.cachedir),
+        "reposdir": str(ws.reposdir),
+        "releasever": request.releasever,
+        "arch": request.arch,
+        "basearch": _basearch(request.arch),
+        "specs": [s.spec for s in request.specs],
+        "excludes": list(request.excludes),
+    })
+
+
+class _Session:
+    """A resolver process that answered and stays warm to run the dnf command line for the install.
+
+    Saves a second interpreter start, ``import dnf`` and metadata load on a cold build. dnf's own
+    output goes to a file (``stderr``) so the JSON protocol on stdout stays clean.
+    """
+
+    def __init__(self, request: PackageRequest) -> None:
+        self.ws = _Workspace(request)
+        self.errlog = self.ws.dir / "stderr"
+        with self.errlog.open("w") as err:
+            self.proc = subprocess.Popen(
+                [_system_python(), "-I", str(RESOLVER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=err, text=True, env={**os.environ, **_env(self.ws)},
+            )
+        log.debug("run: %s -I %s (warm session)", _system_python(), RESOLVER)
+
+    def ask(self, message: str) -> dict:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(message + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            stderr = self.errlog.read_text() if self.errlog.exists() else ""
+            raise ToolError([_system_python(), str(RESOLVER)], self.proc.returncode or 1, stderr)
+        answer: dict = json.loads(line)
+        return answer
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.ws.__exit__()
+
+
 class DnfBackend:
-    """Resolve and install RPM package sets with dnf."""
+    """Resolve and install RPM package sets with dnf.
+
+    With ``request.prefetch`` the resolver process stays warm after a fresh depsolve and the following
+    :meth:`install` of that set runs the dnf command line inside it; call :meth:`close` when done.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, _Session] = {}
 
     def resolve(self, request: PackageRequest) -> PackageSet:
         if not request.repo_files:
@@ -94,23 +168,35 @@ class DnfBackend:
         memo = request.cache_dir / "depsolve" / f"{key}.json" if key else None
         if memo is not None and memo.exists():
             return self._package_set(json.loads(memo.read_text()), request)
-        answer = self._resolve(request)
+        if request.prefetch:
+            session = _Session(request)
+            try:
+                answer = session.ask(_query(session.ws, request))
+                if "error" in answer:
+                    raise self._error(answer["error"], request)
+            except BaseException:
+                session.close()
+                raise
+        else:
+            answer, session = self._resolve(request), None
         if memo is not None:
-            write_json(memo, answer)
-        return self._package_set(answer, request)
+            write_entry(memo, answer)
+        pkgset = self._package_set(answer, request)
+        if session is not None:
+            self._sessions.setdefault(pkgset.digest, session)
+        return pkgset
+
+    def close(self) -> None:
+        """End warm resolver processes that were not used for an install."""
+        while self._sessions:
+            self._sessions.popitem()[1].close()
+
+    def __del__(self) -> None:  # a caller that returned early without close(): end the processes anyway
+        self.close()
 
     def _resolve(self, request: PackageRequest) -> dict:
         with _Workspace(request) as ws:
-            query = {
-                "cachedir": str(ws.cachedir),
-                "reposdir": str(ws.reposdir),
-                "releasever": request.releasever,
-                "arch": request.arch,
-                "basearch": _basearch(request.arch),
-                "specs": [s.spec for s in request.specs],
-                "excludes": list(request.excludes),
-            }
-            proc = run([_system_python(), "-I", str(RESOLVER)], input=json.dumps(query), env={"HOME": str(ws.home)})
+            proc = run([_system_python(), "-I", str(RESOLVER)], input=_query(ws, request), env={"HOME": str(ws.home)})
         answer: dict = json.loads(proc.stdout)
         if "error" in answer:
             raise self._error(answer["error"], request)
@@ -154,7 +240,8 @@ class DnfBackend:
         request = pkgset.request
         root.mkdir(parents=True, exist_ok=True)
         progress(f"installing {len(pkgset.packages)} packages with dnf")
-        with _Workspace(request) as ws:
+        session = self._sessions.pop(pkgset.digest, None)
+        with session.ws if session else _Workspace(request) as ws:
             argv = [
                 "dnf", "-y", "-q", "--noplugins",
                 f"--installroot={root}",
@@ -173,16 +260,27 @@ class DnfBackend:
             if request.arch != platform.machine():
                 argv.append(f"--forcearch={request.arch}")
             argv += ["install", *[p.nevra for p in pkgset.packages]]
-            env = {"HOME": str(ws.home), "LC_ALL": "C.UTF-8"}
-            if "SOURCE_DATE_EPOCH" not in os.environ:
-                # rpm stamps install times with SOURCE_DATE_EPOCH: a fixed value keeps the rpmdb reproducible.
-                env["SOURCE_DATE_EPOCH"] = "0"
             try:
-                run(argv, env=env)
+                if session is not None:
+                    self._install_in_session(session, argv)
+                else:
+                    run(argv, env=_env(ws))
             except ToolError as err:
                 raise PackageError(
                     f"dnf could not install the resolved packages into {root}: {_first_line(err.stderr or err.stdout)}"
                 ) from err
+
+
+    @staticmethod
+    def _install_in_session(session: _Session, argv: list[str]) -> None:
+        """``dnf ARGS`` inside the warm resolver (the same ``dnf.cli.main`` that ``/usr/bin/dnf`` runs)."""
+        log.debug("run (warm dnf): %s", " ".join(argv))
+        try:
+            answer = session.ask(json.dumps({"dnf": argv[1:]}))
+            if answer.get("exit", 1) != 0:
+                raise ToolError(argv, int(answer.get("exit", 1)), session.errlog.read_text())
+        finally:
+            session.close()
 
 
 def _repomd_urls(request: PackageRequest) -> list[str] | None:

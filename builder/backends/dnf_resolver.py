@@ -1,12 +1,16 @@
 """Depsolve a package request with dnf's Python API; run by the system Python that ships dnf.
 
-Reads one JSON request on stdin, writes one JSON answer on stdout (the role osbuild's ``dnf-json``
-plays). It never touches the host's package database or repositories: the system repo is not loaded
-and only the ``.repo`` files in the given ``reposdir`` are read. It imports nothing from fieldshift,
-so it runs under whatever Python the host's dnf uses.
+Reads one JSON request line on stdin, writes one JSON answer line on stdout (the role osbuild's
+``dnf-json`` plays). It never touches the host's package database or repositories: the system repo is
+not loaded and only the ``.repo`` files in the given ``reposdir`` are read. It imports nothing from
+fieldshift, so it runs under whatever Python the host's dnf uses.
 
 Answer: ``{"packages": [...], "repos": {...}}`` or ``{"error": {"kind": ..., ...}}`` with kind
 ``missing`` (``specs``), ``depsolve`` (``message``, ``specs`` involved) or ``repo`` (``repo``, ``message``).
+
+After a successful answer it reads one more line: ``{"dnf": [ARGS...]}`` runs the dnf command line
+(``dnf.cli.main.user_main``, exactly what ``/usr/bin/dnf`` runs) in this already warm process, with
+dnf's output sent to stderr, and answers ``{"exit": CODE}``; an empty line or end of input ends it.
 """
 
 import json
@@ -34,11 +38,31 @@ def _configure(base, req):
 def _answer(obj):
     json.dump(obj, sys.stdout)
     sys.stdout.write("\n")
+    sys.stdout.flush()
     return 0
 
 
+def _run_dnf_cli(argv):
+    import os
+
+    import dnf.cli.main
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)  # dnf prints to stdout; our protocol owns it
+    try:
+        code = dnf.cli.main.user_main(argv, exit_code=False)
+    except SystemExit as err:
+        code = err.code if isinstance(err.code, int) else 1
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+    return _answer({"exit": code or 0})
+
+
 def main():
-    req = json.load(sys.stdin)
+    req = json.loads(sys.stdin.readline())
     import dnf
     import dnf.exceptions
     import dnf.subject
@@ -93,7 +117,12 @@ def main():
     repos = {}
     for repo in base.repos.iter_enabled():
         repos[repo.id] = {"baseurl": list(repo.baseurl or []), "revision": str(repo._repo.getRevision())}
-    return _answer({"packages": packages, "repos": repos})
+    _answer({"packages": packages, "repos": repos})
+    base.close()
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0
+    return _run_dnf_cli(json.loads(line)["dnf"])
 
 
 if __name__ == "__main__":

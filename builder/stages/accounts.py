@@ -6,10 +6,9 @@ system accounts), so a tree that already went through prep resolves the same nam
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from greenboot.atomic import write_text
 
 
 @dataclass
@@ -49,6 +48,12 @@ class GroupEntry:
     def parse(cls, line: str) -> GroupEntry:
         f = (line.split(":") + [""] * 4)[:4]
         return cls(f[0], int(f[2] or 0), [m for m in f[3].split(",") if m], f[1])
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    # A build tree is scratch until ostree commits (and syncs) it: no per-file fsync here.
+    path.write_text(text)
+    os.chmod(path, mode)
 
 
 def _lines(path: Path) -> list[str]:
@@ -114,9 +119,9 @@ class Accounts:
 
     def save(self) -> None:
         etc = self.root / "etc"
-        write_text(etc / "passwd", "".join(e.line() + "\n" for e in self.passwd), mode=0o644)
-        write_text(etc / "group", "".join(e.line() + "\n" for e in self.group), mode=0o644)
+        _write(etc / "passwd", "".join(e.line() + "\n" for e in self.passwd), 0o644)
+        _write(etc / "group", "".join(e.line() + "\n" for e in self.group), 0o644)
         names = [e.name for e in self.passwd]
-        write_text(etc / "shadow", "".join(f"{n}:{self.shadow.get(n, '!!:::::::')}\n" for n in names), mode=0)
+        _write(etc / "shadow", "".join(f"{n}:{self.shadow.get(n, '!!:::::::')}\n" for n in names), 0)
         gnames = [e.name for e in self.group]
-        write_text(etc / "gshadow", "".join(f"{n}:{self.gshadow.get(n, '!::')}\n" for n in gnames), mode=0)
+        _write(etc / "gshadow", "".join(f"{n}:{self.gshadow.get(n, '!::')}\n" for n in gnames), 0)

@@ -48,6 +48,7 @@ class FieldshiftOptions:
     disabled_healthchecks: tuple[str, ...] = ()
     watchdog_check_enabled: bool | None = None
     watchdog_grace_period: int | None = None
+    payload_source: Path = PROJECT
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -146,4 +147,5 @@ def apply(root: Path, options: FieldshiftOptions) -> tuple[str, ...]:
         table = _agent_table(options.agent)
         _write(root / AGENT_DIR / "50-blueprint.toml", "# [fieldshift.agent] of the blueprint\n" + toml.dumps(table))
     _greenboot_conf(root, options)
-    return install_payload(root, agent=options.install_agent, greenboot=options.install_greenboot)
+    return install_payload(root, agent=options.install_agent, greenboot=options.install_greenboot,
+                           source=options.payload_source)

@@ -56,14 +56,20 @@ def apply(root: Path, options: ServicesOptions) -> None:
                 raise StageError(
                     f'customizations.services.{key}[{i}]: unit "{unit}" is not in the image; add its package'
                 )
-    for unit in options.extra_enabled:
-        _systemctl(root, "enable", _unit_name(unit), "fieldshift")
-    for i, name in enumerate(svc.enabled):
-        _systemctl(root, "enable", _unit_name(name), f"customizations.services.enabled[{i}]")
-    for i, name in enumerate(svc.disabled):
-        _systemctl(root, "disable", _unit_name(name), f"customizations.services.disabled[{i}]")
-    for i, name in enumerate(svc.masked):
-        _systemctl(root, "mask", _unit_name(name), f"customizations.services.masked[{i}]")
+    plan = (
+        ("enable", [("fieldshift", u) for u in options.extra_enabled]
+         + [(f"customizations.services.enabled[{i}]", n) for i, n in enumerate(svc.enabled)]),
+        ("disable", [(f"customizations.services.disabled[{i}]", n) for i, n in enumerate(svc.disabled)]),
+        ("mask", [(f"customizations.services.masked[{i}]", n) for i, n in enumerate(svc.masked)]),
+    )
+    for verb, items in plan:
+        if not items:
+            continue
+        try:  # one systemctl call per verb; on failure, one per unit to name the entry that failed
+            run(["systemctl", f"--root={root}", "--no-reload", verb, *[_unit_name(n) for _, n in items]])
+        except ToolError:
+            for where, name in items:
+                _systemctl(root, verb, _unit_name(name), where)
     _canonical_links(root)
 
 

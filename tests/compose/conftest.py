@@ -150,6 +150,21 @@ class Built:
     result: compose.BuildResult
     blueprint: Path
     output: Path
+    payload: Path
+
+
+def snapshot_payload(dest: Path) -> Path:
+    """A frozen copy of the device payload (greenboot, updater) so builds in one run see the same inputs."""
+    import shutil
+
+    for pkg in ("greenboot", "updater"):
+        shutil.copytree(ROOT / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return snapshot_payload(tmp_path_factory.mktemp("payload"))
 
 
 @pytest.fixture(scope="session")
@@ -158,30 +173,31 @@ def repo_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return rpmrepo.write_repo(tmp_path_factory.mktemp("rpmrepo"))
 
 
-def run_build(repo_file: Path, blueprint: Path, repo: Path, cache: Path, output: Path | None = None,
-              **kw: object) -> compose.BuildResult:
+def run_build(repo_file: Path, blueprint: Path, repo: Path, cache: Path, output: Path | None = None, *,
+              payload: Path, **kw: object) -> compose.BuildResult:
+    """``compose.build`` with the fixture repo, a fixed timestamp and the session's payload snapshot."""
     variables = kw.pop("variables", {"channel": "stable"})
     request = compose.BuildRequest(blueprint=blueprint, repos=(repo_file,), ostree_repo=repo, cache_dir=cache,
                                    output=output, source_date_epoch=EPOCH, variables=variables,  # type: ignore[arg-type]
-                                   **kw)  # type: ignore[arg-type]
+                                   payload_source=payload, **kw)  # type: ignore[arg-type]
     return compose.build(request)
 
 
 @pytest.fixture(scope="session")
-def example(repo_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
+def example(repo_file: Path, payload: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
     """A cold build of the bundled MicroShift example, with outputs."""
     base = tmp_path_factory.mktemp("example")
-    result = run_build(repo_file, EXAMPLE, base / "repo", base / "cache", base / "out")
-    return Built(base / "repo", base / "cache", result, EXAMPLE, base / "out")
+    result = run_build(repo_file, EXAMPLE, base / "repo", base / "cache", base / "out", payload=payload)
+    return Built(base / "repo", base / "cache", result, EXAMPLE, base / "out", payload)
 
 
 @pytest.fixture(scope="session")
-def full(repo_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
+def full(repo_file: Path, payload: Path, tmp_path_factory: pytest.TempPathFactory) -> Built:
     """A cold build of a blueprint using every customization the compose pipeline supports."""
     base = tmp_path_factory.mktemp("full")
     bp = write_full_blueprint(base / "bp")
-    result = run_build(repo_file, bp, base / "repo", base / "cache", variables={})
-    return Built(base / "repo", base / "cache", result, bp, base / "out")
+    result = run_build(repo_file, bp, base / "repo", base / "cache", variables={}, payload=payload)
+    return Built(base / "repo", base / "cache", result, bp, base / "out", payload)
 
 
 def ostree_cat(built: Built, path: str) -> str:

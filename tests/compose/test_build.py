@@ -216,7 +216,7 @@ def test_container_is_copied_into_the_additional_image_store(full: Built) -> Non
 # --- speed and repeatability ---------------------------------------------------------------------
 
 def test_unchanged_inputs_reuse_the_existing_commit(example: Built, repo_file: Path) -> None:
-    again = run_build(repo_file, EXAMPLE, example.repo, example.cache)
+    again = run_build(repo_file, EXAMPLE, example.repo, example.cache, payload=example.payload)
     assert again.reused and again.commit == example.result.commit
     assert ostree.refs(example.repo) == ["rhel/9/x86_64/edge"]
 
@@ -224,7 +224,7 @@ def test_unchanged_inputs_reuse_the_existing_commit(example: Built, repo_file: P
 def test_customization_only_change_uses_the_tree_cache_and_chains_the_parent(full: Built, repo_file: Path,
                                                                            tmp_path: Path) -> None:
     bp = write_full_blueprint(tmp_path / "bp", setting="level=2")
-    result = run_build(repo_file, bp, full.repo, full.cache, variables={})
+    result = run_build(repo_file, bp, full.repo, full.cache, variables={}, payload=full.payload)
     assert result.tree_cache_hit and not result.reused
     assert result.parent == full.result.commit
     assert subprocess.run(["ostree", "cat", f"--repo={full.repo}", result.commit, "/usr/etc/edge/app/settings.conf"],
@@ -233,7 +233,7 @@ def test_customization_only_change_uses_the_tree_cache_and_chains_the_parent(ful
 
 
 def test_two_cold_builds_give_the_same_commit(example: Built, repo_file: Path, tmp_path: Path) -> None:
-    again = run_build(repo_file, EXAMPLE, tmp_path / "repo", tmp_path / "cache")
+    again = run_build(repo_file, EXAMPLE, tmp_path / "repo", tmp_path / "cache", payload=example.payload)
     assert not again.tree_cache_hit
     assert again.content_checksum == example.result.content_checksum
     assert again.commit == example.result.commit
@@ -243,7 +243,7 @@ def test_parent_users_keep_their_ids_when_the_blueprint_reorders_them(full: Buil
                                                                       tmp_path: Path) -> None:
     # bob now comes first: without the parent's passwd he would get uid 1000 and alice 1001.
     bp = write_full_blueprint(tmp_path / "bp", first_user="bob", second_user="alice")
-    result = run_build(repo_file, bp, full.repo, full.cache, variables={}, ref="test/uids",
+    result = run_build(repo_file, bp, full.repo, full.cache, variables={}, payload=full.payload, ref="test/uids",
                        parent=full.result.commit)
     passwd = subprocess.run(["ostree", "cat", f"--repo={full.repo}", result.commit, "/usr/etc/passwd"],
                             capture_output=True, text=True, check=True).stdout
@@ -253,7 +253,7 @@ def test_parent_users_keep_their_ids_when_the_blueprint_reorders_them(full: Buil
 
 def test_diff_reports_an_upgrade_between_two_commits(full: Built, repo_file: Path, tmp_path: Path) -> None:
     bp = write_full_blueprint(tmp_path / "bp", hello="2.*")
-    result = run_build(repo_file, bp, full.repo, full.cache, variables={}, ref="test/upgrade",
+    result = run_build(repo_file, bp, full.repo, full.cache, variables={}, payload=full.payload, ref="test/upgrade",
                        parent=full.result.commit)
     proc = cli("diff", "--ostree-repo", str(full.repo), full.result.commit, result.commit, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -265,7 +265,8 @@ def test_diff_reports_an_upgrade_between_two_commits(full: Built, repo_file: Pat
 
 
 def test_keep_tree_leaves_the_prepared_tree_for_debugging(example: Built, repo_file: Path, tmp_path: Path) -> None:
-    result = run_build(repo_file, EXAMPLE, tmp_path / "repo", example.cache, keep_tree=True)
+    result = run_build(repo_file, EXAMPLE, tmp_path / "repo", example.cache, keep_tree=True,
+                       payload=example.payload)
     assert result.kept_tree and (Path(result.kept_tree) / "usr/etc/passwd").exists()
     assert not (Path(result.kept_tree) / "etc").exists()
 
