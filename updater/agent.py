@@ -681,6 +681,8 @@ class Agent:
     def advance(self, *, force: bool = False, reboot_now: bool = False, max_steps: int = 12) -> State:
         """Run steps until one must wait. ``force`` ignores the poll timer and download window."""
         state = self.store.load()
+        if self.cfg.report_url:
+            self.events.flush(self.http)
         for _ in range(max_steps):
             before = (state.phase, state.failures)
             if not force and not self.due(state) and state.phase not in (STAGED, CONFIRMING):
@@ -692,7 +694,6 @@ class Agent:
                         state = self._save(state.update(fleet_lock_held=False))
                     except UserError as err:
                         return self._fail(state, "fleet lock release", err)
-                self.events.flush(self.http)
                 state, _ = self.check(state)
                 if state.phase == IDLE:
                     return state
