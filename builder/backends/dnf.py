@@ -52,13 +52,15 @@ def _system_python() -> str:
 
 
 def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("Error:"):
-            return line
-        if line.startswith("Error:") and line[6:].strip():
-            return line[6:].strip()
-    return text.strip()
+    """The gist of a dnf error: the ``Error:`` line, joined with its first detail when it ends in ``:``."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("Error:")), 0)
+    if not lines:
+        return text.strip()
+    head = lines[start].removeprefix("Error:").strip()
+    if (not head or head.endswith(":")) and start + 1 < len(lines):
+        head = f"{head} {lines[start + 1]}".strip()
+    return head
 
 
 class _Workspace:
@@ -267,7 +269,7 @@ class DnfBackend:
                     run(argv, env=_env(ws))
             except ToolError as err:
                 raise PackageError(
-                    f"dnf could not install the resolved packages into {root}: {_first_line(err.stderr or err.stdout)}"
+                    f"dnf could not install the resolved packages: {_first_line(err.stderr or err.stdout)}"
                 ) from err
 
 

@@ -122,3 +122,11 @@ def test_depsolve_and_freeze_share_the_resolver(tmp_path: Path, repo_file: Path)
     assert frozen.returncode == 0, frozen.stderr
     assert 'version = "1.0-1.fixture.noarch"' in frozen.stdout
     assert 'version = "4.14.6-1.fixture.noarch"' in frozen.stdout
+
+
+def test_failed_install_leaves_no_ref_no_tree_and_no_cache_entry(tmp_path: Path, repo_file: Path) -> None:
+    proc = build(tmp_path, blueprint(tmp_path, ["file-clash-a", "file-clash-b"]), repo_file)
+    assert_clean_failure(proc, tmp_path, "dnf could not install", "clash.txt")
+    trees = tmp_path / "cache" / "trees"
+    assert not trees.exists() or not any(trees.iterdir()), "a failed install must not leave a cached tree"
+    assert not list((tmp_path / "cache").glob("dnf-*")), "dnf workspaces must be removed"
