@@ -50,13 +50,18 @@ class TreeCache:
         trees = self.root / "trees"
         trees.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=trees))
+        dest = self.path(key)
         try:
             fill(tmp / "tree")
             (tmp / "tree" / ".complete").touch()
-            dest = self.path(key)
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.rename(tmp / "tree", dest)
+            if dest.exists() and not (dest / ".complete").exists():
+                shutil.rmtree(dest)  # debris of an interrupted run (a complete entry is never replaced)
+            try:
+                os.rename(tmp / "tree", dest)
+            except OSError:
+                if not (dest / ".complete").exists():
+                    raise
+                # another build sharing this cache published the same tree first: use theirs
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self.prune()
