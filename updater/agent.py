@@ -584,6 +584,13 @@ class Agent:
         if booted.checksum == checksum:
             if state.phase != CONFIRMING:
                 state = self._save(state.update(phase=CONFIRMING, last_error=""))
+            if state.restore_snapshot:
+                # A manual rollback: put back the data of the deployment we returned to, before services.
+                if self.snapshots.exists(state.restore_snapshot):
+                    restored = self.snapshots.restore(state.restore_snapshot)
+                    self._say("data_restored", f"restored {', '.join(restored)} from snapshot "
+                              f"{state.restore_snapshot[:12]}", snapshot=state.restore_snapshot)
+                state = self._save(state.update(restore_snapshot=""))
             return self.confirm(state)
         from greenboot import bootcount
 
@@ -718,6 +725,39 @@ class Agent:
     def request_reboot(self) -> State:
         state = self.store.load()
         return self._save(state.update(reboot_requested=True))
+
+    def rollback(self) -> State:
+        """``fieldshift-agent rollback``: cancel a pending update, or go back to the previous deployment.
+
+        Going back re-uses a deployment this device already ran (no new content is staged): it becomes
+        the next boot, the release being left is denylisted, the data snapshot taken before it is
+        restored early in the next boot, and the reboot happens now.
+        """
+        state = self.store.load()
+        booted = self.booted()
+        if state.target is not None and state.phase != CONFIRMING and \
+                (booted is None or booted.checksum != state.target.checksum):
+            return self.cancel()
+        deployments = self.sysroot.deployments()
+        if booted is None or booted.index != 0 or len(deployments) < 2:
+            raise AgentError("there is no previous deployment to roll back to")
+        previous = deployments[1]
+        self.backend.rollback_to(previous, self.osname(booted))
+        staged = next((d for d in self.sysroot.deployments() if d.checksum == previous.checksum and d.index == 0),
+                      None)
+        if staged is None:
+            raise AgentError(f"rolling back did not make {previous.version or previous.id[:12]} the next boot")
+        restore = state.snapshot if state.snapshot and state.snapshot.split(".")[0] == previous.checksum else ""
+        target = Target(previous.version, previous.checksum, self.cfg.channel, state.catalog_serial or 0)
+        self._say("rolled_back", f"operator rollback from {booted.version} to {previous.version}; "
+                  f"{booted.version} denylisted on this device", priority="warning", version=booted.version)
+        state = self._save(state.update(
+            phase=STAGED, target=target, from_deployment=booted.id, from_version=booted.version,
+            staged_deployment=staged.id, snapshot="", restore_snapshot=restore, progress={},
+            denylist=tuple(dict.fromkeys([*state.denylist, booted.checksum])), last_error="",
+            last_result={"result": "rollback_requested", "from_version": booted.version,
+                         "version": previous.version, "time": _iso(self.now())}))
+        return self.maybe_reboot(state, force=True)
 
     def cancel(self) -> State:
         """``rollback`` before the reboot: drop the staged deployment and denylist the release."""

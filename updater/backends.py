@@ -29,6 +29,13 @@ class OstreeBackend:
     def discard(self, deployment: Deployment) -> None:
         self.sysroot.undeploy(deployment.index)
 
+    def rollback_to(self, previous: Deployment, osname: str) -> None:
+        """Make ``previous`` boot next: ``set-default`` where ostree has it, else deploy its commit again."""
+        if self.sysroot.supports_set_default():
+            self.sysroot.set_default(previous.index)
+        else:
+            self.sysroot.deploy(osname, previous.checksum, stage=self.staged)
+
 
 @dataclass
 class RpmOstreeBackend:
@@ -44,7 +51,8 @@ class RpmOstreeBackend:
         else:
             self.sysroot.undeploy(deployment.index)
 
-
+    def rollback_to(self, previous: Deployment, osname: str) -> None:
+        rpmostree.rollback()
 
 
 def select(choice: str, sysroot: Sysroot) -> OstreeBackend | RpmOstreeBackend:

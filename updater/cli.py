@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--now", action="store_true", help="also reboot right away, whatever the policy")
     u.add_argument("--from-bundle", type=Path, metavar="FILE", help="apply an offline bundle file")
     sub.add_parser("reboot", help="allow the pending reboot now (strategy manual) or perform it")
-    sub.add_parser("rollback", help="cancel a staged update and denylist it on this device")
+    sub.add_parser("rollback", help="cancel a pending update, or reboot into the previous deployment; "
+                                    "the release left is denylisted on this device")
     sub.add_parser("run", help="the service: poll, apply, confirm (systemd Type=notify)")
     sub.add_parser("reconcile", help="early-boot step: confirm the update or make a rollback stick")
     return p
@@ -287,8 +288,11 @@ def _main(argv: list[str]) -> int:
             state = agent.maybe_reboot(state, force=True)
             return 0 if state.phase == "rebooting" else 1
         if args.command == "rollback":
-            state = agent.cancel()
-            print(f"update {state.last_result.get('version')} cancelled and denylisted")
+            state = agent.rollback()
+            if state.last_result.get("result") == "cancelled":
+                print(f"update {state.last_result.get('version')} cancelled and denylisted")
+            else:
+                print(f"rolling back to {state.last_result.get('version')}: phase {state.phase}")
             return 0
         if args.command == "reconcile":
             state = agent.reconcile()

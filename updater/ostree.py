@@ -206,6 +206,13 @@ class Sysroot:
             args.append("--stage")
         self._admin(*args, checksum)
 
+    def supports_set_default(self) -> bool:
+        """``ostree admin set-default`` exists (libostree 2023.x and later)."""
+        return "set-default" in run(["ostree", "admin", "--help"], check=False).stdout
+
+    def set_default(self, index: int) -> None:
+        self._admin("set-default", str(index))
+
     def undeploy(self, index: int) -> None:
         self._admin("undeploy", str(index))
 

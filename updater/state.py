@@ -74,6 +74,7 @@ class State:
     fleet_lock_held: bool = False
     reboot_requested: bool = False     # `fieldshift-agent reboot` asked for it (manual strategy)
     reboot_boot_id: str = ""           # boot id of the boot that requested the reboot
+    restore_snapshot: str = ""         # manual rollback: snapshot to restore when the target boots
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -185,3 +185,38 @@ def test_tampered_bundle_is_refused_and_nothing_is_staged(site_and_device: tuple
     assert done.returncode != 0
     assert "signature" in dev.state()["last_error"] or "signature" in done.stdout
     assert [d.version for d in dev.deployments()] == ["1"]
+
+
+def test_operator_rollback_after_a_good_update_returns_to_the_previous_deployment_and_its_data(
+        site_and_device: tuple[ReleaseSite, Device]) -> None:
+    site, dev = site_and_device
+    dev.data_dir.mkdir(parents=True, exist_ok=True)
+    (dev.data_dir / "db").write_bytes(b"v1 data")
+    site.publish("2")
+    dev.agent().advance()
+    dev.boot_until_settled()
+    (dev.data_dir / "db").write_bytes(b"v2 data")
+    assert dev.agent().advance().last_result["result"] == "success"
+    done = dev.cli("rollback")
+    assert done.returncode == 0, done.stderr
+    assert dev.state()["phase"] == "rebooting"
+    assert dev.boot_until_settled().version == "1"
+    assert (dev.data_dir / "db").read_bytes() == b"v1 data"
+    final = dev.agent().advance()
+    assert final.phase == "idle" and final.last_result["result"] == "success"
+    assert site.commits["2"] in final.denylist
+    assert final.target is None
+
+
+def test_operator_rollback_before_the_reboot_cancels_the_staged_update(
+        site_and_device: tuple[ReleaseSite, Device]) -> None:
+    site, dev = site_and_device
+    dev.config.update(reboot_strategy="manual")
+    dev.write_config()
+    site.publish("2")
+    assert dev.agent().advance().phase == "staged"
+    done = dev.cli("rollback")
+    assert done.returncode == 0, done.stderr
+    assert "cancelled" in done.stdout
+    assert [d.version for d in dev.deployments()] == ["1"]
+    assert dev.state()["phase"] == "idle"
