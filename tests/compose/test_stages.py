@@ -43,7 +43,7 @@ def test_new_user_gets_the_next_free_ids_and_a_private_group(tree: Path) -> None
 
 
 def test_uid_already_taken_names_the_user_entry(tree: Path) -> None:
-    with pytest.raises(StageError, match=r"customizations\.user\[0\]\.uid: uid 1 of user \"ann\" is already used by \"bin\""):
+    with pytest.raises(StageError, match=r"user\[0\]\.uid: uid 1 of user \"ann\" is already used by \"bin\""):
         users.apply(tree, users.UsersOptions(users=(User("ann", uid=1),)))
 
 
@@ -92,7 +92,7 @@ def test_bad_mode_is_named(tree: Path) -> None:
 def _firewalld(tree: Path) -> None:
     zones = tree / "usr/lib/firewalld/zones"
     zones.mkdir(parents=True)
-    (zones / "public.xml").write_text('<?xml version="1.0"?>\n<zone><short>Public</short><service name="ssh"/></zone>\n')
+    (zones / "public.xml").write_text('<?xml version="1.0"?>\n<zone><service name="ssh"/></zone>\n')
     services = tree / "usr/lib/firewalld/services"
     services.mkdir(parents=True)
     (services / "http.xml").write_text("<service/>\n")
