@@ -51,6 +51,10 @@ log = logging.getLogger("fieldshift.compose")
 Progress = Callable[[str], None]
 STAGE_SOURCES = Path(__file__).resolve().parent
 DBPATHS = {"fedora-41": "/usr/lib/sysimage/rpm"}
+# Stateroot names image-builder's installers use (osbuild/images edge-installer / iot-installer).
+OSNAMES = {"rhel": "rhel-edge", "centos": "centos", "fedora": "fedora-iot"}
+# Where image-builder's installer ISOs carry the commit's repo.
+INSTALLER_REPO_URL = "file:///run/install/repo/ostree/repo"
 
 
 class ComposeError(UserError):
@@ -422,10 +426,10 @@ def _outputs(request: BuildRequest, repo: Path, ref: str, checksum: str, inputha
         )
         return (str(disk.path),)
     say(f"writing commit.tar and kickstart.ks to {request.output}")
-    url = f"{bp.fieldshift.release_url.rstrip('/')}/repo" if bp.fieldshift.release_url else "file:///run/install/repo/"
+    url = f"{bp.fieldshift.release_url.rstrip('/')}/repo" if bp.fieldshift.release_url else INSTALLER_REPO_URL
     out = CommitOutput(repo, ref, checksum, inputhash, bp.version,
                        request.source_date_epoch or int(os.environ.get("SOURCE_DATE_EPOCH") or 0),
-                       d.name.split("-")[0], url)
+                       OSNAMES.get(d.name.split("-")[0], d.name.split("-")[0]), url)
     return tuple(str(p) for p in write_outputs(out, request.output))
 
 

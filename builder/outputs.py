@@ -32,7 +32,7 @@ class CommitOutput:
     version: str
     timestamp: int
     osname: str
-    install_url: str = "file:///run/install/repo/"
+    install_url: str = "file:///run/install/repo/ostree/repo"
 
 
 def _normalize(info: tarfile.TarInfo, mtime: int) -> tarfile.TarInfo:

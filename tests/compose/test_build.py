@@ -147,7 +147,7 @@ def test_outputs_are_commit_tar_and_kickstart(example: Built) -> None:
     assert compose_json["ref"] == "rhel/9/x86_64/edge"
     assert compose_json["rpm-ostree-inputhash"] == example.result.inputhash
     ks = (example.output / "kickstart.ks").read_text()
-    assert "ostreesetup --nogpg --osname=rhel --remote=rhel --url=file:///run/install/repo/ " \
+    assert "ostreesetup --nogpg --osname=rhel-edge --remote=rhel-edge --url=file:///run/install/repo/ostree/repo " \
            "--ref=rhel/9/x86_64/edge" in ks
 
 
