@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import click
 
@@ -260,9 +260,14 @@ def _release_version(request: PublishRequest, commit: str) -> str:
     return version
 
 
-def publish(request: PublishRequest, *, now: datetime | None = None) -> PublishResult:
-    """Publish one release into ``request.release_dir`` (see the module docstring for the order)."""
+def publish(request: PublishRequest, *, now: datetime | None = None,
+            progress: Callable[[str], None] | None = None) -> PublishResult:
+    """Publish one release into ``request.release_dir`` (see the module docstring for the order).
+
+    ``progress`` receives one line per long step (the CLI prints them on stderr).
+    """
     now = now or datetime.now(timezone.utc)
+    say = progress or (lambda _line: None)
     if not request.keys:
         raise PublishError("no signing key given; pass --key (make one with `fieldshift keys generate`)")
     for key in request.keys:
@@ -309,6 +314,7 @@ def publish(request: PublishRequest, *, now: datetime | None = None) -> PublishR
         journal.touch()
         repo = release_dir / REPO_NAME
         build_ostree.ensure_repo(repo, "archive")
+        say(f"importing commit {commit[:12]} ({version}) into {repo}")
         _ostree(repo, "pull-local", os.fspath(request.build_repo), commit)
         if request.gpg_key:
             _ostree(repo, "gpg-sign", commit, request.gpg_key,
@@ -317,7 +323,11 @@ def publish(request: PublishRequest, *, now: datetime | None = None) -> PublishR
         sources: list[str | None] = []
         if request.deltas_from:
             sources = [r.commit for r in channel.releases[-request.deltas_from:]]
-        deltas = [_generate_delta(repo, src, commit) for src in [*sources, *([None] if request.scratch_delta else [])]]
+        deltas = []
+        for src in [*sources, *([None] if request.scratch_delta else [])]:
+            say(f"generating static delta from {src[:12] if src else 'scratch'} to {commit[:12]}")
+            deltas.append(_generate_delta(repo, src, commit))
+        say("updating the summary and signing the catalog")
         build_ostree.set_ref(repo, request.ref, commit)
         _update_summary(repo, request.gpg_key, request.gpg_homedir)
 
@@ -341,7 +351,7 @@ def _change_catalog(
     recover: bool,
     valid_days: int,
     now: datetime,
-    change,
+    change: Callable[[cat.Catalog], cat.Catalog],
 ) -> cat.Catalog:
     for key in keys:
         cat.load_private_key(key)
@@ -464,7 +474,7 @@ def publish_command(
         build_repo=build_repo, ref=ref, channel=channel, release_dir=release_dir, keys=keys, commit=commit,
         version=version, barrier=barrier, rollout_hours=rollout_hours, deltas_from=deltas_from, gpg_key=gpg_key,
         gpg_homedir=gpg_homedir, valid_days=valid_days, allow_downgrade=allow_downgrade, recover=recover,
-    ))
+    ), progress=None if as_json else lambda line: click.echo(f"fieldshift: {line}", err=True))
     if as_json:
         click.echo(json.dumps(result.to_json()))
     elif not result.changed:
