@@ -307,6 +307,29 @@ class Agent:
             return state, cat, got.repo_url
         raise AgentError("; ".join(errors) or "no release source answered")
 
+    def preview(self) -> dict[str, Any]:
+        """What ``check`` prints: fetch (unconditionally) and verify the catalog and say what would be
+        applied. Changes nothing on disk, so it is safe next to a running service."""
+        state = self.store.load()
+        errors = []
+        for source in self._sources():
+            try:
+                got = source.fetch()
+            except SourceError as err:
+                errors.append(err.message)
+                continue
+            if isinstance(got, NotModified):  # pragma: no cover - no conditional headers were sent
+                continue
+            cat = self._verify(got, state)
+            booted = self.booted(fresh=False)
+            position = rollout.position(self.machine_id(), self.cfg.rollout_wariness)
+            picked = choose(cat, self.cfg.channel, booted.version if booted else None, now=self.now(),
+                            position=position, denylist=state.denylist)
+            return {"result": picked.reason, "version": picked.release.version if picked.release else None,
+                    "commit": picked.release.commit if picked.release else None, "catalog_serial": cat.serial,
+                    "source": got.base, "booted_version": booted.version if booted else None}
+        raise AgentError("; ".join(errors) or "no release source answered")
+
     def _fetch_bundle(self, state: State) -> tuple[State, catalog_mod.Catalog, str]:
         """Verify an offline bundle's catalog and import its deltas into the system repo."""
         import tarfile
@@ -511,8 +534,7 @@ class Agent:
         if strategy == "immediate":
             return True, "strategy immediate"
         if strategy == "manual":
-            return (True, "reboot requested") if state.reboot_requested else \
-                (False, "waiting for `fieldshift-agent reboot` (strategy manual)")
+            return False, "waiting for `fieldshift-agent reboot` (strategy manual)"
         if strategy == "window":
             tz = schedule.zone(self.cfg.time_zone)
             if schedule.in_window(self.cfg.reboot_windows, self.now(), tz):
@@ -557,7 +579,7 @@ class Agent:
             bootcount.arm(self.grubenv, self.boot_attempts())
         except UserError as err:
             return self._fail(state, "arm boot counter", err)
-        state = self._save(state.update(phase=REBOOTING, reboot_requested=False, last_error="",
+        state = self._save(state.update(phase=REBOOTING, last_error="",
                                         reboot_boot_id=self.boot_id()))
         self._say("reboot", f"rebooting into {version} ({why})", version=version)
         try:
@@ -721,10 +743,6 @@ class Agent:
             if (state.phase, state.failures) == before or state.failures > before[1]:
                 return state
         return state
-
-    def request_reboot(self) -> State:
-        state = self.store.load()
-        return self._save(state.update(reboot_requested=True))
 
     def rollback(self) -> State:
         """``fieldshift-agent rollback``: cancel a pending update, or go back to the previous deployment.

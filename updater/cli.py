@@ -26,7 +26,7 @@ from updater.lock import AgentLock, AlreadyRunning
 from updater.notify import Notifier
 
 PROG = "fieldshift-agent"
-REQUESTS = ("reboot", "update-now", "check")
+REQUESTS = ("reboot", "update", "update-now")
 # The loop wakes every second for queued CLI requests (a stat each) and re-evaluates the state
 # machine every ADVANCE_EVERY seconds; advance() itself returns at once while nothing is due.
 ADVANCE_EVERY = 10.0
@@ -129,8 +129,6 @@ def _in_child(cfg: config_mod.AgentConfig, action: str, *, force: bool = False, 
             if action == "reconcile":
                 agent.reconcile()
             else:
-                if action == "reboot":
-                    agent.request_reboot()
                 agent.advance(force=force, reboot_now=reboot_now)
         except UserError as err:
             print(f"{PROG}: {err.message}", file=sys.stderr)
@@ -224,8 +222,9 @@ def _serve(cfg: config_mod.AgentConfig) -> int:
     while not stop.is_set():
         requests_ = _take_requests(cfg)
         if requests_ or (time.monotonic() >= next_advance and _due(state)):
-            _in_child(cfg, "reboot" if "reboot" in requests_ else "advance",
-                      force=bool(requests_ & {"update-now", "check"}), reboot_now="update-now" in requests_)
+            _in_child(cfg, "advance",
+                      force=bool(requests_ & {"update", "update-now"}),
+                      reboot_now=bool(requests_ & {"update-now", "reboot"}))
             state = store.load()
             notifier.status(f"phase {state.phase}" + (f": {state.last_error}" if state.last_error else ""))
             next_advance = time.monotonic() + WAIT_EVERY.get(state.phase, ADVANCE_EVERY)
@@ -255,14 +254,22 @@ def _main(argv: list[str]) -> int:
         else:
             _print_status(info)
         return 0
+    if args.command == "check":
+        from updater.agent import Agent
+
+        found = Agent(cfg).preview()
+        print(json.dumps(found, indent=2, sort_keys=True) if args.json else
+              (f"{found['result']}: {found['version']}" if found["version"] else found["result"]))
+        return 0
     lock = AgentLock(cfg.paths.state_dir)
     try:
         lock.acquire()
     except AlreadyRunning:
-        if args.command in ("reboot", "check") or (args.command == "update" and not args.from_bundle):
-            _request(cfg, {"reboot": "reboot", "check": "check"}.get(args.command,
-                                                                      "update-now" if getattr(args, "now", False)
-                                                                      else "check"))
+        if args.command == "reboot":
+            _request(cfg, "reboot")
+            return 0
+        if args.command == "update" and not args.from_bundle:
+            _request(cfg, "update-now" if args.now else "update")
             return 0
         raise
     try:
@@ -271,14 +278,6 @@ def _main(argv: list[str]) -> int:
         from updater.agent import Agent
 
         agent = Agent(cfg)
-        if args.command == "check":
-            state, reason = agent.check(agent.store.load(), select_target=False)
-            if args.json:
-                print(json.dumps({"result": reason, "catalog_serial": state.catalog_serial,
-                                  "error": state.last_error}, indent=2))
-            else:
-                print(reason)
-            return 1 if state.last_error else 0
         if args.command == "update":
             return _update(cfg, args)
         if args.command == "reboot":

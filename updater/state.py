@@ -72,7 +72,6 @@ class State:
     progress: dict[str, Any] = field(default_factory=dict)
     last_result: dict[str, Any] = field(default_factory=dict)
     fleet_lock_held: bool = False
-    reboot_requested: bool = False     # `fieldshift-agent reboot` asked for it (manual strategy)
     reboot_boot_id: str = ""           # boot id of the boot that requested the reboot
     restore_snapshot: str = ""         # manual rollback: snapshot to restore when the target boots
 

@@ -87,3 +87,16 @@ def test_status_json_reports_booted_pending_policy_and_progress(site_and_device:
     assert "pending" in text.stdout and "2 (" in text.stdout
     metrics = (dev.root / "metrics/fieldshift_agent.prom").read_text()
     assert 'fieldshift_agent_phase{phase="staged"} 5' in metrics
+
+
+def test_check_says_what_would_be_applied_and_changes_nothing(site_and_device: tuple[ReleaseSite, Device]) -> None:
+    site, dev = site_and_device
+    site.publish("2")
+    before = sorted(p.name for p in dev.state_dir.rglob("*")) if dev.state_dir.exists() else []
+    out = dev.cli("check", "--json")
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    assert found["version"] == "2" and found["booted_version"] == "1"
+    after = sorted(p.name for p in dev.state_dir.rglob("*")) if dev.state_dir.exists() else []
+    assert [n for n in after if n != "booted.json"] == before   # only the per-boot identity cache
+    assert dev.state()["phase"] == "idle"
