@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("OSTREE_SYSROOT_DEBUG", "mutable-deployments")  # temp sysroots stay deletable
 
 from tests.httpserve import StaticServer  # noqa: E402
 from tests.sim.device import Device, ReleaseSite  # noqa: E402

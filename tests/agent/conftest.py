@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.sim.device import Device, ReleaseSite
+
+# Deployments the agent makes in temp sysroots must stay deletable (ostree sets the immutable bit on
+# deployment roots otherwise); the agent's own ostree calls, in process or in subprocesses, inherit this.
+os.environ.setdefault("OSTREE_SYSROOT_DEBUG", "mutable-deployments")
 
 
 @pytest.fixture(scope="session")
