@@ -182,3 +182,13 @@ def test_interrupted_publish_leaves_the_old_release_served_and_is_refused_until_
 
 def test_every_publish_error_is_a_user_error() -> None:
     assert issubclass(publish.PublishError, UserError)
+
+
+def test_a_second_publish_while_one_runs_is_refused(one_release: Path, builds: Builds, keypair) -> None:
+    import fcntl
+
+    with open(one_release / ".publish.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(publish.PublishError, match="another publish .* is running"):
+            publish.publish(_request(builds, one_release, keypair.private_key, commit=builds.commits[2]))
+    assert not (one_release / ".publish-journal").exists()
