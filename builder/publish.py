@@ -140,6 +140,15 @@ def _update_summary(repo: Path, gpg_key: str | None, gpg_homedir: Path | None) -
     _ostree(repo, "summary", "--update", *_gpg_args(gpg_key, gpg_homedir), gpg_homedir=gpg_homedir)
 
 
+def _require_gpg_if_signed(release_dir: Path, gpg_key: str | None) -> None:
+    """A GPG-signed release repo stays signed: rewriting its summary unsigned would break the clients."""
+    if gpg_key is None and (release_dir / REPO_NAME / "summary.sig").exists():
+        raise PublishError(
+            f"{release_dir / REPO_NAME} is GPG-signed (summary.sig); pass --gpg-key so its summary and "
+            "commits stay signed for gpg-verify clients"
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Guarding the release directory.
 
@@ -276,6 +285,7 @@ def publish(request: PublishRequest, *, now: datetime | None = None,
         raise PublishError("--deltas-from must be 0 or more")
     commit = _resolve_commit(request)
     version = _release_version(request, commit)
+    _require_gpg_if_signed(request.release_dir, request.gpg_key)
     release_dir = request.release_dir
     with _exclusive(release_dir, recover=request.recover, what=f"{request.channel} {version}") as journal:
         current, current_sig = load_current(release_dir)
@@ -388,6 +398,7 @@ def withdraw(
     if current is None:
         raise PublishError(f"{release_dir} has no catalog.json; nothing to withdraw")
     current.channel(channel_name).release(version)  # unknown channel or version: fail before writing
+    _require_gpg_if_signed(release_dir, gpg_key)
     found: list[cat.Release] = []
 
     def change(new: cat.Catalog) -> cat.Catalog:

@@ -64,3 +64,19 @@ def test_gpg_signed_release_is_accepted_by_a_gpg_verifying_client_and_refused_wi
         with pytest.raises(ToolError, match="(?i)signature|gpg|keyring"):
             run(["ostree", "pull", f"--repo={bad}", "rel", builds.ref])
     assert not os.path.exists(tmp_path / "bad" / "refs" / "remotes" / "rel" / builds.ref)
+
+
+def test_publishing_into_a_gpg_signed_release_dir_without_gpg_key_is_refused(
+    tmp_path: Path, builds: Builds, keypair, gpg_homes
+) -> None:
+    (home, fpr, _), _ = gpg_homes
+    release_dir = tmp_path / "release"
+    first = dict(build_repo=builds.repo, ref=builds.ref, channel="stable", release_dir=release_dir,
+                 keys=(keypair.private_key,), deltas_from=1)
+    publish.publish(publish.PublishRequest(**first, commit=builds.commits[0], gpg_key=fpr, gpg_homedir=home))
+    summary_sig = (release_dir / "repo" / "summary.sig").read_bytes()
+    with pytest.raises(publish.PublishError, match="GPG-signed.*--gpg-key"):
+        publish.publish(publish.PublishRequest(**first, commit=builds.commits[1]))
+    with pytest.raises(publish.PublishError, match="GPG-signed"):
+        publish.withdraw(release_dir, "stable", "1.0", (keypair.private_key,))
+    assert (release_dir / "repo" / "summary.sig").read_bytes() == summary_sig
