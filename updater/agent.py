@@ -522,6 +522,33 @@ class Agent:
                   version=state.target.version, deployment=existing.id)
         return self._save(state.update(phase=STAGED, staged_deployment=existing.id, failures=0, last_error=""))
 
+    def recheck_staged(self, state: State) -> State:
+        """While a staged update waits for its reboot, keep polling the catalog at the usual interval:
+        a release withdrawn (or dropped) in the meantime is unstaged and never booted. A catalog that
+        cannot be fetched or is refused changes nothing (the staged update stays)."""
+        assert state.target is not None
+        if not self.due(state):
+            return state
+        now = self.now()
+        delay = schedule.poll_delay(self.cfg.poll_interval_seconds, self.cfg.poll_jitter_seconds, self.rng)
+        try:
+            state, _cat, _repo = self.fetch_catalog(state.update(last_check=_iso(now)))
+            self._bound_release(state)
+        except catalog_mod.UnknownRelease as err:
+            target = self._target_deployment(state)
+            booted = self.booted()
+            if target is not None and (booted is None or target.id != booted.id):
+                self.backend.discard(target)
+            from greenboot import bootcount
+
+            bootcount.disarm(self.grubenv)
+            return self._abandon(state, f"staged update unstaged: {err.message}")
+        except UserError as err:
+            return self._save(state.update(last_check_result=f"failed: {err.message}",
+                                           retry_after=_iso(now + timedelta(seconds=delay))))
+        return self._save(state.update(last_check_result="staged release still current",
+                                       retry_after=_iso(now + timedelta(seconds=delay))))
+
     # ------------------------------------------------------------------ reboot policy
 
     def reboot_allowed(self, state: State, *, force: bool = False) -> tuple[bool, str]:
@@ -736,8 +763,10 @@ class Agent:
             elif state.phase == ARMED:
                 state = self.stage(state)
             elif state.phase == STAGED:
-                state = self.maybe_reboot(state, force=reboot_now)
-                return state
+                state = self.recheck_staged(state)
+                if state.phase != STAGED:
+                    return state
+                return self.maybe_reboot(state, force=reboot_now)
             elif state.phase in (REBOOTING, CONFIRMING):
                 return self.reconcile() if state.phase == CONFIRMING else state
             if (state.phase, state.failures) == before or state.failures > before[1]:

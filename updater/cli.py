@@ -31,7 +31,7 @@ REQUESTS = ("reboot", "update", "update-now")
 # machine every ADVANCE_EVERY seconds; advance() itself returns at once while nothing is due.
 ADVANCE_EVERY = 10.0
 # Phases that wait on the outside world are re-evaluated less often (a reboot window can be days away).
-WAIT_EVERY = {"staged": 60.0, "rebooting": 60.0}
+WAIT_EVERY = {"selected": 60.0, "staged": 60.0, "rebooting": 60.0}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -220,3 +220,25 @@ def test_operator_rollback_before_the_reboot_cancels_the_staged_update(
     assert "cancelled" in done.stdout
     assert [d.version for d in dev.deployments()] == ["1"]
     assert dev.state()["phase"] == "idle"
+
+
+def test_staged_release_withdrawn_while_waiting_for_the_window_is_unstaged(
+        site_and_device: tuple[ReleaseSite, Device]) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    site, dev = site_and_device
+    dev.config.update(reboot_strategy="window",
+                      reboot_window=[{"days": ["Sun"], "start_time": "03:00", "length_minutes": 60}])
+    dev.write_config()
+    site.publish("2")
+    monday = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+    state = dev.agent(now=lambda: monday).advance()
+    assert state.phase == "staged"
+    site.withdraw("2")
+    later = monday + timedelta(hours=2)
+    state = dev.agent(now=lambda: later).advance()
+    assert state.phase == "idle" and "withdrawn" in state.last_error
+    assert [d.version for d in dev.deployments()] == ["1"]
+    from greenboot import bootcount
+
+    assert not bootcount.read(dev.grubenv).armed
