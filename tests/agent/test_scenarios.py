@@ -242,3 +242,18 @@ def test_staged_release_withdrawn_while_waiting_for_the_window_is_unstaged(
     from greenboot import bootcount
 
     assert not bootcount.read(dev.grubenv).armed
+
+
+def test_default_data_paths_follow_microshift_and_leave_its_own_backups_alone(
+        site_and_device: tuple[ReleaseSite, Device]) -> None:
+    _site, dev = site_and_device
+    dev.config.update(data_paths=None)
+    dev.write_config()
+    assert dev.agent().data_paths() == ()                       # MicroShift not installed
+    (dev.root / "usr/bin").mkdir(parents=True)
+    (dev.root / "usr/bin/microshift").write_text("")
+    assert dev.agent().data_paths() == (dev.root / "var/lib/microshift",)
+    health = dev.root / "var/lib/microshift-backups/health.json"
+    health.parent.mkdir(parents=True)
+    health.write_text('{"health": "healthy", "deployment_id": "x", "boot_id": "y"}')
+    assert dev.agent().data_paths() == ()                       # 4.14+ backs itself up per deployment

@@ -157,6 +157,7 @@ class Device:
             "machine_id": str(self.root / "etc/machine-id"),
             "journal_socket": str(self.root / "run/no-journal"),
             "prometheus_textfile": str(self.root / "metrics/fieldshift_agent.prom"),
+            "microshift_marker": str(self.root / "usr/bin/microshift"),
         }
         lines = [f"{k} = {json.dumps(v)}" for k, v in base.items() if not isinstance(v, list) or
                  not v or not isinstance(v[0], dict)]
