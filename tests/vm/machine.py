@@ -139,6 +139,10 @@ class Machine:
 
     # -- shell on ttyS1 ------------------------------------------------------------------------------
 
+    def reset_shell(self) -> None:
+        """Drop the shell connection and anything unread (after the guest rebooted under a command)."""
+        self._close_shell()
+
     def _close_shell(self) -> None:
         if self._shell is not None:
             self._shell.close()
