@@ -3,7 +3,8 @@
 Times (a) the baseline: dnf installs the same resolved package set into an empty root, then
 ``ostree commit`` of that root into a fresh archive repo; (b) our cold build of the example blueprint
 (empty caches); (c) a no-op rebuild; (d) a rebuild after changing one file customization. Prints the
-ratios b/a (target <= 1.3), c/b (<= 0.05) and d/b (<= 0.3). Each figure is the median of ``--rounds``.
+ratios b/a (target <= 1.3), c/b (<= 0.05) and d/b (<= 0.3). Each figure is the median of ``--rounds``;
+every timed step starts after an (untimed) ``sync`` so no step pays for the previous one's writeback.
 
     .venv/bin/python bench/compose_speed.py [--rounds 3]
 """
@@ -11,6 +12,7 @@ ratios b/a (target <= 1.3), c/b (<= 0.05) and d/b (<= 0.3). Each figure is the m
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -36,6 +38,7 @@ def _request(repo_file: Path, work: Path, payload: Path, **variables: str) -> co
 
 
 def _timed(fn) -> float:  # type: ignore[no-untyped-def]
+    os.sync()  # every step starts without the previous one's dirty pages (untimed)
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start

@@ -350,7 +350,9 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
         checksum = commit.apply(tree, commit.CommitOptions(
             repo=repo, ref=ref, subject=f"{bp.name} {bp.version}", version=bp.version, inputhash=inputhash,
             blueprint_digest=bp.source_digest, kernel_version=kver, timestamp=timestamp, parent=parent,
-            kargs=kargs, consume=not request.keep_tree,
+            kargs=kargs,  # no --consume: measured 10x slower than committing and removing the tree after
+            # Incremental commit over the untouched /usr of the cached tree (a kept tree stays whole).
+            base_tree=None if request.keep_tree else tree_cache.get(pkgset.digest), base_records=cache_dir / "bases",
         ), pkgset)
         if request.keep_tree:
             kept = str(tree)
@@ -363,12 +365,12 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
     finally:
         if not request.keep_tree:
             shutil.rmtree(work, ignore_errors=True)
-    info = ostree.show(repo, checksum, parent=parent or "")
-    _save_commit_record(cache_dir, checksum, {"inputhash": inputhash, "parent": info.parent, "kernel": kver,
-                                              "content_checksum": info.content_checksum, **accounts})
+    content = ostree.content_checksum(repo, checksum)
+    _save_commit_record(cache_dir, checksum, {"inputhash": inputhash, "parent": parent, "kernel": kver,
+                                              "content_checksum": content, **accounts})
     say(f"committed {checksum[:12]} on {ref}")
     outputs = _outputs(request, repo, ref, checksum, inputhash, bp, d, say)
-    return BuildResult(ref, checksum, parent, bp.version, inputhash, info.content_checksum, False, hit, names,
+    return BuildResult(ref, checksum, parent, bp.version, inputhash, content, False, hit, names,
                        kver, outputs, kept, time.monotonic() - started)
 
 

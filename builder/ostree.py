@@ -98,16 +98,23 @@ def commit(
     timestamp: int,
     parent: str | None = None,
     consume: bool = False,
+    base: str | None = None,
+    fsync_objects: bool = False,
 ) -> str:
     """Commit ``tree`` (owners and modes as on disk) and move ``ref`` to it; returns the checksum.
 
+    With ``base`` (a commit in ``repo``) the tree is laid over it (``--tree=ref=BASE --tree=dir=TREE``):
+    entries of ``tree`` win, everything else comes from ``base`` without being read again.
+
     Objects are written without per-object fsync (rpm-ostree compose does the same), then the repo's
     filesystem is synced once (``sync --file-system``) and only then is the ref moved: a failure or a
-    crash never leaves a ref pointing at missing objects. ``timestamp`` makes the commit reproducible.
+    crash never leaves a ref pointing at missing objects. ``fsync_objects`` lets ostree fsync each new
+    object instead (cheaper when only a few are new: a filesystem sync also waits for other writers).
+    ``timestamp`` makes the commit reproducible.
     """
     when = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    argv = ["commit", f"--tree=dir={tree}", f"--timestamp={when}", f"--subject={subject}", "--orphan",
-            "--fsync=false"]
+    argv = ["commit", *([f"--tree=ref={base}"] if base else []), f"--tree=dir={tree}", f"--timestamp={when}",
+            f"--subject={subject}", "--orphan", *([] if fsync_objects else ["--fsync=false"])]
     if ref:
         argv.append(f"--bind-ref={ref}")  # what --branch would record: pulls by ref verify it
     if parent:
@@ -121,10 +128,59 @@ def commit(
         else:
             argv.append(f"--add-metadata={key}={gvariant(value)}")
     checksum = _ostree(repo, *argv).strip()
-    run(["sync", "--file-system", str(repo)])
+    if not fsync_objects:
+        sync_repo(repo)
     if ref:
         set_ref(repo, ref, checksum)
     return checksum
+
+
+def commit_base(repo: Path, tree: Path, skip: Sequence[str] = ()) -> str:
+    """An orphan commit of ``tree`` (minus the absolute paths in ``skip``), for :func:`commit` ``base``."""
+    argv = ["commit", f"--tree=dir={tree}", "--orphan", "--fsync=false", "--no-bindings",
+            "--timestamp=1970-01-01T00:00:00Z", "--subject=fieldshift base"]
+    if skip:
+        skip_file = tree.parent / f".skip-{os.getpid()}"
+        skip_file.write_text("".join(f"{p}\n" for p in skip))
+        argv.append(f"--skip-list={skip_file}")
+    try:
+        checksum = _ostree(repo, *argv).strip()
+    finally:
+        if skip:
+            skip_file.unlink()
+    return checksum
+
+
+def sync_repo(repo: Path) -> None:
+    """Flush the repository's filesystem (after writing objects with ``--fsync=false``)."""
+    run(["sync", "--file-system", str(repo)])
+
+
+def content_checksum(repo: Path, checksum: str) -> str:
+    """A commit's content checksum (what ``ostree show`` prints as ContentChecksum), read from the object.
+
+    The commit object is the GVariant ``(a{sv}aya(say)sstayay)``; its last two members are the root
+    dirtree and dirmeta checksums, and the content checksum is SHA-256 over those 64 bytes
+    (ostree ``ostree_commit_get_content_checksum``). Framing offsets of the six variable-size members
+    before the last sit at the end of the object, little-endian, last member's first.
+    """
+    import hashlib
+
+    data = (repo / "objects" / checksum[:2] / f"{checksum[2:]}.commit").read_bytes()
+    n = len(data)
+    size = 1 if n <= 0xFF else 2 if n <= 0xFFFF else 4 if n <= 0xFFFFFFFF else 8
+    table = n - 6 * size
+    end_contents = int.from_bytes(data[table:table + size], "little")
+    contents = data[end_contents - 32:end_contents]
+    meta = data[end_contents:table]
+    if len(contents) != 32 or len(meta) != 32:
+        raise OstreeError(f"commit {checksum[:12]} in {repo} is not a commit object ostree wrote")
+    return hashlib.sha256(contents + meta).hexdigest()
+
+
+def has_commit(repo: Path, checksum: str) -> bool:
+    """Whether the commit object is in the repository (a file test, no subprocess)."""
+    return (repo / "objects" / checksum[:2] / f"{checksum[2:]}.commit").exists()
 
 
 def set_ref(repo: Path, ref: str, checksum: str) -> None:

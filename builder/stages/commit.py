@@ -4,16 +4,29 @@ Metadata keys: ``version`` (blueprint version), ``rpmostree.inputhash`` (hash of
 whose inputhash equals the ref's current commit is a no-op), ``rpmostree.rpmdb.pkglist`` (``a(sssss)``
 name, epoch, version, release, arch, as rpm-ostree writes it), ``fieldshift.blueprint-digest``,
 ``fieldshift.kargs``, ``ostree.bootable`` and ``ostree.linux`` (the kernel version).
+
+Incremental commits: ostree re-reads and re-compresses every file of a tree it commits, even when
+the objects exist. When the installed tree this build started from (``base_tree``, the tree cache
+entry) is given, its ``/usr`` is committed once per repository as an orphan *base* commit; each build
+then drops the files of ``/usr`` that no stage touched (same type, size, mtime, mode and owner as in
+the base tree) and commits the rest laid over the base (``--tree=ref=BASE --tree=dir=TREE``). Paths
+that a stage removed or turned into another type are left out of the base (``--skip-list``), so the
+result is the same tree a full commit gives (tested).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from builder import ostree
 from builder.backends import PackageSet
+from builder.cache import write_entry
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,9 @@ class CommitOptions:
     parent: str | None = None
     kargs: tuple[str, ...] = ()
     consume: bool = False
+    # The installed tree the build started from, and where base commits are recorded (see above).
+    base_tree: Path | None = None
+    base_records: Path | None = None
 
 
 def metadata(options: CommitOptions, pkgset: PackageSet) -> dict[str, Any]:
@@ -47,10 +63,75 @@ def metadata(options: CommitOptions, pkgset: PackageSet) -> dict[str, Any]:
     }
 
 
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_mode, a.st_uid, a.st_gid, a.st_size, a.st_mtime_ns) == (b.st_mode, b.st_uid, b.st_gid, b.st_size,
+                                                                         b.st_mtime_ns)
+
+
+def _kind(mode: int) -> str:
+    return "d" if stat.S_ISDIR(mode) else "l" if stat.S_ISLNK(mode) else "f" if stat.S_ISREG(mode) else "o"
+
+
+def split_unchanged(base_tree: Path, tree: Path) -> tuple[list[str], int]:
+    """Remove from ``tree/usr`` the files identical to ``base_tree/usr``; returns (paths to skip in the base,
+    number of files removed). Skipped: ``base_tree`` entries outside ``/usr`` and ``/usr`` paths that
+    ``tree`` no longer has or has as another type (those must not come back through the base).
+    """
+    skip = sorted(f"/{p.name}" for p in base_tree.iterdir() if p.name != "usr")
+    removed = 0
+    for dirpath, dirnames, filenames in os.walk(base_tree / "usr"):
+        base_dir = Path(dirpath)
+        rel = base_dir.relative_to(base_tree)
+        keep_dirs = []
+        for name in sorted(dirnames + filenames):
+            b = base_dir / name
+            w = tree / rel / name
+            bst = b.lstat()
+            try:
+                wst = w.lstat()
+            except FileNotFoundError:
+                skip.append(f"/{rel / name}")
+                continue
+            if _kind(bst.st_mode) != _kind(wst.st_mode) or _kind(bst.st_mode) == "o":
+                skip.append(f"/{rel / name}")
+                continue
+            if stat.S_ISDIR(bst.st_mode):
+                keep_dirs.append(name)
+            elif _same(bst, wst) and (not stat.S_ISLNK(bst.st_mode) or os.readlink(b) == os.readlink(w)):
+                w.unlink()
+                removed += 1
+        dirnames[:] = [d for d in dirnames if d in keep_dirs]
+    return skip, removed
+
+
+def _base_commit(options: CommitOptions, skip: list[str]) -> tuple[str, bool]:
+    """The base commit of ``options.base_tree`` minus ``skip`` in this repository (made once, then recorded);
+    the flag says whether it was made just now (its objects are not synced yet)."""
+    assert options.base_tree is not None and options.base_records is not None
+    key = hashlib.sha256(json.dumps([str(options.repo.resolve()), skip]).encode()).hexdigest()
+    record = options.base_records / f"{options.base_tree.name}-{key[:16]}.json"
+    if record.exists():
+        checksum = str(json.loads(record.read_text())["commit"])
+        if ostree.has_commit(options.repo, checksum):
+            return checksum, False
+    checksum = ostree.commit_base(options.repo, options.base_tree, skip)
+    write_entry(record, {"commit": checksum})
+    return checksum, True
+
+
 def apply(tree: Path, options: CommitOptions, pkgset: PackageSet) -> str:
-    """Commit ``tree``; returns the new commit checksum (the ref moves only when every object is stored)."""
+    """Commit ``tree``; returns the new commit checksum (the ref moves only when every object is stored).
+
+    With ``options.base_tree`` the unchanged part of ``/usr`` is removed from ``tree`` first.
+    """
     ostree.ensure_repo(options.repo)
+    base, fresh_base = None, True
+    if options.base_tree is not None and options.base_records is not None and (options.base_tree / "usr").is_dir():
+        skip, _removed = split_unchanged(options.base_tree, tree)
+        base, fresh_base = _base_commit(options, skip)
+    # Few new objects over a synced base: let ostree fsync them; otherwise one filesystem sync.
     return ostree.commit(
         options.repo, tree, ref=options.ref, subject=options.subject, metadata=metadata(options, pkgset),
-        timestamp=options.timestamp, parent=options.parent, consume=options.consume,
+        timestamp=options.timestamp, parent=options.parent, consume=options.consume, base=base,
+        fsync_objects=not fresh_base,
     )
