@@ -136,6 +136,7 @@ def test_commit_metadata_matches_rpm_ostree(example: Built) -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", digest)
     assert example.result.ref == "rhel/9/x86_64/edge"
     assert ostree.rev_parse(r, "rhel/9/x86_64/edge") == c
+    assert ostree.content_checksum(r, c) == ostree.show(r, c).content_checksum == example.result.content_checksum
 
 
 def test_outputs_are_commit_tar_and_kickstart(example: Built) -> None:
@@ -269,6 +270,8 @@ def test_keep_tree_leaves_the_prepared_tree_for_debugging(example: Built, repo_f
                        payload=example.payload)
     assert result.kept_tree and (Path(result.kept_tree) / "usr/etc/passwd").exists()
     assert not (Path(result.kept_tree) / "etc").exists()
+    # A kept tree is committed whole; the example was committed over the base commit of /usr: same tree.
+    assert result.content_checksum == example.result.content_checksum
 
 
 def test_ostree_ls_of_the_example_shows_no_build_leftovers(example: Built) -> None:
