@@ -34,14 +34,16 @@ from builder.stages import (
     containers,
     files,
     firewall,
+    hostname,
     kernel,
+    locale,
     microshift,
     ostree_prep,
     passwd_preserve,
     repositories,
     services,
-    system,
     sysusers,
+    timezone,
     users,
 )
 from builder.stages import fieldshift as fieldshift_stage
@@ -221,11 +223,11 @@ def customize(tree: Path, bp: Blueprint, parent_accounts: passwd_preserve.Passwd
     passwd_preserve.apply(tree, parent_accounts)
     sysusers.apply(tree, sysusers.SysusersOptions(source_date_epoch=timestamp))
     users.apply(tree, users.UsersOptions(users=c.users, groups=c.group))
-    tz = c.timezone
-    system.apply(tree, system.SystemOptions(
-        hostname=c.hostname, timezone=tz.timezone if tz else None, ntpservers=tz.ntpservers if tz else (),
-        languages=c.locale.languages if c.locale else (), keyboard=c.locale.keyboard if c.locale else None,
-    ))
+    hostname.apply(tree, hostname.HostnameOptions(c.hostname))
+    if c.timezone:
+        timezone.apply(tree, timezone.TimezoneOptions(c.timezone.timezone, c.timezone.ntpservers))
+    if c.locale:
+        locale.apply(tree, locale.LocaleOptions(c.locale.languages, c.locale.keyboard))
     repositories.apply(tree, repositories.RepositoriesOptions(c.repositories))
     files.apply(tree, files.FilesOptions(c.directories, c.files, base))
     firewall.apply(tree, firewall.FirewallOptions(c.firewall))

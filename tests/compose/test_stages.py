@@ -17,7 +17,17 @@ from builder.blueprint.models import (
     Group,
     User,
 )
-from builder.stages import StageError, containers, files, firewall, ostree_prep, passwd_preserve, system, users
+from builder.stages import (
+    StageError,
+    containers,
+    files,
+    firewall,
+    hostname,
+    ostree_prep,
+    passwd_preserve,
+    timezone,
+    users,
+)
 from builder.stages.accounts import Accounts
 
 
@@ -121,10 +131,12 @@ def test_firewall_errors_name_the_entry(tree: Path) -> None:
 
 def test_host_settings_validate_names(tree: Path) -> None:
     with pytest.raises(StageError, match=r"customizations\.hostname"):
-        system.apply(tree, system.SystemOptions(hostname="bad_name!"))
+        hostname.apply(tree, hostname.HostnameOptions("bad_name!"))
     with pytest.raises(StageError, match=r"unknown time zone \"Mars/Olympus\""):
-        system.apply(tree, system.SystemOptions(timezone="Mars/Olympus"))
-    system.apply(tree, system.SystemOptions(timezone="UTC", hostname="edge"))
+        timezone.apply(tree, timezone.TimezoneOptions("Mars/Olympus"))
+    timezone.apply(tree, timezone.TimezoneOptions("UTC"))
+    hostname.apply(tree, hostname.HostnameOptions("edge"))
+    assert (tree / "etc/hostname").read_text() == "edge\n"
     assert os.readlink(tree / "etc/localtime") == "../usr/share/zoneinfo/UTC"
 
 
