@@ -83,9 +83,24 @@ def kickstart_text(out: CommitOutput) -> str:
     )
 
 
+def tar_commit(path: Path) -> str | None:
+    """The ``ostree-commit`` a ``commit.tar`` holds (its first member is ``compose.json``), or ``None``."""
+    try:
+        with tarfile.open(path) as tar:
+            first = tar.next()
+            if first is None or first.name != "compose.json":
+                return None
+            data = tar.extractfile(first)
+            return str(json.load(data)["ostree-commit"]) if data else None
+    except (OSError, tarfile.TarError, ValueError, KeyError):
+        return None
+
+
 def write_outputs(out: CommitOutput, outdir: Path) -> tuple[Path, ...]:
-    """Write ``commit.tar`` and ``kickstart.ks`` into ``outdir``."""
-    tar = write_commit_tar(out, outdir / "commit.tar")
+    """Write ``commit.tar`` and ``kickstart.ks`` into ``outdir`` (a ``commit.tar`` of this commit is kept)."""
+    tar = outdir / "commit.tar"
+    if tar_commit(tar) != out.commit:
+        write_commit_tar(out, tar)
     ks = outdir / "kickstart.ks"
     write_text(ks, kickstart_text(out))
     return tar, ks

@@ -317,3 +317,11 @@ def test_systemd_tmpfiles_recreates_home_and_authorized_keys_from_the_commit(ful
     assert keys.read_text() == ALICE_KEY + "\n"
     assert (keys.stat().st_mode & 0o777, keys.stat().st_uid) == (0o600, 1000)
     assert (root / "var/lib/rpm").resolve() == (root / "usr/share/rpm").resolve()
+
+
+def test_outputs_of_an_unchanged_build_are_kept(example: Built, repo_file: Path) -> None:
+    tar = example.output / "commit.tar"
+    before = tar.stat().st_mtime_ns
+    again = run_build(repo_file, EXAMPLE, example.repo, example.cache, example.output, payload=example.payload)
+    assert again.reused and again.outputs == (str(tar), str(example.output / "kickstart.ks"))
+    assert tar.stat().st_mtime_ns == before
