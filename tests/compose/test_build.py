@@ -295,14 +295,16 @@ def test_account_tool_backups_are_not_committed(example: Built) -> None:
         assert not ostree.exists(example.repo, example.result.commit, f"/usr/etc/{name}")
 
 
-def test_build_command_reports_json_and_is_quiet_without_a_terminal(example: Built, repo_file: Path) -> None:
+def test_build_command_reports_json_and_is_quiet_without_a_terminal(example: Built, repo_file: Path,
+                                                                     tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
     proc = cli("build", str(EXAMPLE), "--var", "channel=stable", "--repos", str(repo_file), "--ostree-repo",
-               str(example.repo), "--cache-dir", str(example.cache), "--source-date-epoch", "1700000000", "--json")
+               str(repo), "--cache-dir", str(example.cache), "--source-date-epoch", "1700000000", "--json")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     report = json.loads(proc.stdout)
     assert report["ref"] == "rhel/9/x86_64/edge" and report["package_count"] == len(example.result.packages)
-    assert report["commit"] == ostree.rev_parse(example.repo, "rhel/9/x86_64/edge")
+    assert report["commit"] == ostree.rev_parse(repo, "rhel/9/x86_64/edge") and not report["reused"]
 
 
 def test_systemd_tmpfiles_recreates_home_and_authorized_keys_from_the_commit(full: Built, tmp_path: Path) -> None:
