@@ -7,7 +7,9 @@ relay that counts bytes in both directions. Figures, measured in one run:
 - idle RSS of ``fieldshift-agent run`` (a real subprocess) after its first check, beside the RSS of a
   bare ``python3 -c 'sleep'`` (the interpreter floor, same run) and the ratio;
 - one no-change check (the catalog answered ``304``): bytes on the wire (requests + responses, TCP
-  payload) and CPU time of the agent process, beside the first (full) check of the same run;
+  payload) and CPU time, beside the first (full) check of the same run: the service's quick path (one
+  conditional GET in the resident process, ``updater/quickcheck.py``), the full step it forks when
+  anything could have changed (measured with ``wait4``), and the check logic alone in process;
 - zincati's and the Mender client's published figures where they exist.
 
 Targets (issue 6): idle RSS < 30 MiB; a no-change check < 1 KiB on the wire and < 50 ms CPU.
@@ -204,7 +206,7 @@ def main() -> None:
     figures["targets"] = {
         "idle_rss_under_30MiB": svc["rss_bytes"] < 30 * MIB,
         "nochange_bytes_under_1KiB": nochange["bytes"] < 1024,
-        "nochange_cpu_under_50ms": svc["step_cpu_ms"] < 50 and nochange["cpu_ms_max"] < 50,
+        "nochange_cpu_under_50ms": svc["step_cpu_ms"] < 50 and svc["cpu_ms"] / max(svc["polls"], 1) < 50,
     }
     if args.json:
         print(json.dumps(figures, indent=2))
@@ -215,10 +217,11 @@ def main() -> None:
           f"(bare python3 floor {floor / MIB:.1f} MiB, x{svc['rss_bytes'] / max(floor, 1):.2f})   target < 30 MiB")
     print(f"  no-change check, wire bytes       {nochange['bytes']:6d} B     "
           f"(first check {first['bytes']} B, x{nochange['bytes'] / max(first['bytes'], 1):.2f})   target < 1024 B")
-    print(f"  no-change check, service CPU      {svc['step_cpu_ms']:6.1f} ms per poll (forked step: imports + check; "
-          f"wait4 rusage; mean of all steps {svc['step_cpu_ms_mean']} ms)   target < 50 ms")
-    print(f"  service over {svc['window_s']:.0f} s              {svc['cpu_ms']:6.1f} ms CPU for {svc['polls']} polls "
-          "(incl. 1 s idle ticks, 10 ms clock resolution)")
+    quick = svc["cpu_ms"] / max(svc["polls"], 1)
+    print(f"  no-change poll, quick path        {quick:6.1f} ms CPU per poll (service: {svc['cpu_ms']} ms over "
+          f"{svc['window_s']:.0f} s for {svc['polls']} polls, idle ticks included; 10 ms clock)   target < 50 ms")
+    print(f"  no-change poll, full step         {svc['step_cpu_ms']:6.1f} ms CPU (forked child: imports, fetch, "
+          f"signature check, choice; wait4 rusage)   target < 50 ms")
     print(f"  no-change check, logic alone      {nochange['cpu_ms_median']:6.2f} ms median, "
           f"{nochange['cpu_ms_max']:.2f} max (first check {first['cpu_ms']} ms)")
     wire = svc["wire_bytes"] / max(svc["polls"], 1)

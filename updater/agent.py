@@ -28,7 +28,7 @@ from updater.config import AgentConfig
 from updater.fleetlock import FleetLock
 from updater.journal import Journal
 from updater.ostree import Deployment, Sysroot
-from updater.reports import PHASE_NUMBER, EventQueue, write_textfile
+from updater.reports import EventQueue, state_metrics, write_textfile
 from updater.snapshots import SnapshotStore
 from updater.sources import DirSource, Fetched, HttpSource, NotModified, SourceError
 from updater.state import (
@@ -220,25 +220,8 @@ class Agent:
         return state
 
     def _metrics(self, state: State) -> None:
-        path = self.cfg.paths.prometheus_textfile
-        if path is None:
-            return
-        last_check = _parse_iso(state.last_check)
-        metrics = {
-            "fieldshift_agent_phase": ("Update phase (0 idle .. 7 confirming)", PHASE_NUMBER.get(state.phase, -1),
-                                       {"phase": state.phase}),
-            "fieldshift_agent_failures": ("Consecutive failed attempts", state.failures, {}),
-            "fieldshift_agent_denylisted_releases": ("Releases denylisted after a failed boot",
-                                                     len(state.denylist), {}),
-            "fieldshift_agent_catalog_serial": ("Serial of the last verified catalog", state.catalog_serial or 0, {}),
-            "fieldshift_agent_last_check_timestamp_seconds": (
-                "Time of the last catalog check", last_check.timestamp() if last_check else 0, {}),
-            "fieldshift_agent_update_available": ("1 while an update is being applied",
-                                                  0 if state.target is None else 1,
-                                                  {"version": state.target.version if state.target else ""}),
-        }
         try:
-            write_textfile(path, metrics)
+            write_textfile(self.cfg.paths.prometheus_textfile, state_metrics(state))
         except OSError:
             pass
 
@@ -380,8 +363,10 @@ class Agent:
             state = state.update(last_check_result=f"failed: {err.message}")
             return self._fail(state, "check", err), state.last_check_result
         delay = schedule.poll_delay(self.cfg.poll_interval_seconds, self.cfg.poll_jitter_seconds, self.rng)
+        stable = min(cat.expires, picked.next_change) if picked.next_change else cat.expires
         state = state.update(last_check_result=picked.reason, last_error="", failures=0,
-                             retry_after=_iso(now + timedelta(seconds=delay)))
+                             retry_after=_iso(now + timedelta(seconds=delay)),
+                             stable_until=_iso(stable) if picked.release is None and booted else "")
         if picked.release is not None and select_target and state.phase == IDLE and booted is not None:
             rel = picked.release
             target = Target(rel.version, rel.commit, self.cfg.channel, cat.serial)

@@ -171,6 +171,7 @@ def _preload() -> None:
     import importlib
 
     for name in ("json", "tarfile", "datetime", "random", "zoneinfo", "http.client", "greenboot.bootcount",
+                 "updater.quickcheck",
                  "greenboot.report", "greenboot.config", "updater.transport", "updater.journal", "updater.reports",
                  "updater.ostree", "updater.snapshots", "updater.schedule", "updater.rollout", "updater.fleetlock",
                  "updater.backends"):
@@ -215,16 +216,26 @@ def _serve(cfg: config_mod.AgentConfig) -> int:
                     notifier.watchdog()
 
         threading.Thread(target=pinger, name="watchdog", daemon=True).start()
+    import random
+
+    from updater.quickcheck import quick_poll
+    from updater.transport import HttpClient
+
+    client = HttpClient(timeout=float(cfg.http_timeout_seconds))
+    rng = random.Random()
     _in_child(cfg, "reconcile")
     state = store.load()
     notifier.ready(f"phase {state.phase}")
     next_advance = 0.0
+    full_checks = 0
     while not stop.is_set():
         requests_ = _take_requests(cfg)
         if requests_ or (time.monotonic() >= next_advance and _due(state)):
-            _in_child(cfg, "advance",
-                      force=bool(requests_ & {"update", "update-now"}),
-                      reboot_now=bool(requests_ & {"update-now", "reboot"}))
+            # The first poll of the process is always a full step, later ones may take the quick path.
+            if requests_ or not full_checks or not quick_poll(cfg, store, client, rng):
+                full_checks += 1
+                _in_child(cfg, "advance", force=bool(requests_ & {"update", "update-now"}),
+                          reboot_now=bool(requests_ & {"update-now", "reboot"}))
             state = store.load()
             notifier.status(f"phase {state.phase}" + (f": {state.last_error}" if state.last_error else ""))
             next_advance = time.monotonic() + WAIT_EVERY.get(state.phase, ADVANCE_EVERY)

@@ -83,3 +83,28 @@ def write_textfile(path: Path | None, metrics: Mapping[str, tuple[str, float, Ma
 
 def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _timestamp(text: str) -> float:
+    from datetime import datetime, timezone
+
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def state_metrics(state: Any) -> dict[str, tuple[str, float, Mapping[str, str]]]:
+    """The agent's gauges for a :class:`updater.state.State`."""
+    target = state.target
+    return {
+        "fieldshift_agent_phase": ("Update phase (0 idle .. 7 confirming)", PHASE_NUMBER.get(state.phase, -1),
+                                   {"phase": state.phase}),
+        "fieldshift_agent_failures": ("Consecutive failed attempts", state.failures, {}),
+        "fieldshift_agent_denylisted_releases": ("Releases denylisted after a failed boot", len(state.denylist), {}),
+        "fieldshift_agent_catalog_serial": ("Serial of the last verified catalog", state.catalog_serial or 0, {}),
+        "fieldshift_agent_last_check_timestamp_seconds": ("Time of the last catalog check",
+                                                          _timestamp(state.last_check), {}),
+        "fieldshift_agent_update_available": ("1 while an update is being applied", 0 if target is None else 1,
+                                              {"version": target.version if target else ""}),
+    }

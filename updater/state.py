@@ -74,6 +74,7 @@ class State:
     fleet_lock_held: bool = False
     reboot_boot_id: str = ""           # boot id of the boot that requested the reboot
     restore_snapshot: str = ""         # manual rollback: snapshot to restore when the target boots
+    stable_until: str = ""             # until then an unchanged catalog (HTTP 304) cannot change the choice
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -118,6 +119,8 @@ class StateStore:
 
     def save(self, state: State) -> State:
         """Persist ``state`` (skipped when the file already says exactly that: no flash wear while waiting)."""
+        if state.phase != IDLE and state.stable_until:
+            state = state.update(stable_until="")  # only an idle device's choice can be "stable"
         data = (json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n").encode()
         try:
             same = self.path.read_bytes() == data

@@ -83,3 +83,40 @@ def test_server_gone_keeps_the_device_running_and_says_why(served) -> None:
     assert "unreachable" in state.last_error or "HTTP" in state.last_error
     assert state.retry_after
     assert [d.version for d in dev.deployments()] == ["1"]
+
+
+def test_quick_poll_is_one_304_and_steps_aside_when_anything_could_change(served) -> None:
+    import random
+    from datetime import datetime, timedelta, timezone
+
+    from updater import config
+    from updater.quickcheck import quick_poll
+    from updater.state import StateStore
+    from updater.transport import HttpClient
+
+    site, dev, _server, proxy = served
+    agent = dev.agent()
+    state = agent.advance()                       # full check: 2 is offered, the update starts
+    assert state.phase != "idle"
+    cfg = config.load([dev.config_path])
+    store = StateStore(dev.state_dir)
+    client = HttpClient(timeout=5)
+    assert quick_poll(cfg, store, client, random.Random()) is False   # not idle: a full step is needed
+
+    # An up-to-date device: the full check records that nothing can change until the catalog expires.
+    dev.boot_until_settled()
+    assert dev.agent().advance(force=True).last_result["result"] == "success"
+    state = dev.agent().advance(force=True)
+    assert state.phase == "idle" and state.stable_until
+    before = len(proxy.log)
+    assert quick_poll(cfg, store, client, random.Random()) is True
+    assert [(d.path, d.status) for d in proxy.log[before:]] == [("/catalog.json", 304)]
+    site.publish("3", rollout_hours=10)
+    assert quick_poll(cfg, store, client, random.Random()) is False    # catalog changed: 200
+    # A pending phased rollout bounds how long the answer is stable.
+    state = dev.agent().advance(force=True)
+    assert state.phase == "idle" and "not yet rolled out" in state.last_check_result
+    stable = datetime.strptime(state.stable_until, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert stable < datetime.now(timezone.utc) + timedelta(hours=10, minutes=1)
+    assert quick_poll(cfg, store, client, random.Random()) is True
+    assert quick_poll(cfg, store, client, random.Random(), now=stable + timedelta(seconds=1)) is False
