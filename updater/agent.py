@@ -664,9 +664,11 @@ class Agent:
                           priority="warning")
         keep = [state.snapshot] if state.snapshot else []
         self.snapshots.drop_except(keep)
+        operator = state.progress.get("kind") == "operator-rollback"
         result = {"result": "success", "version": version, "from_version": state.from_version,
-                  "time": _iso(self.now())}
-        self._say("update_succeeded", f"update to {version} succeeded", version=version)
+                  "time": _iso(self.now()), **({"operator_rollback": True} if operator else {})}
+        what = "operator rollback to" if operator else "update to"
+        self._say("update_succeeded", f"{what} {version} succeeded", version=version)
         return self._save(state.update(phase=IDLE, target=None, staged_deployment="", progress={}, last_error="",
                                        failures=0, retry_after="", last_result=result))
 
@@ -785,7 +787,7 @@ class Agent:
                   f"{booted.version} denylisted on this device", priority="warning", version=booted.version)
         state = self._save(state.update(
             phase=STAGED, target=target, from_deployment=booted.id, from_version=booted.version,
-            staged_deployment=staged.id, snapshot="", restore_snapshot=restore, progress={},
+            staged_deployment=staged.id, snapshot="", restore_snapshot=restore, progress={"kind": "operator-rollback"},
             denylist=tuple(dict.fromkeys([*state.denylist, booted.checksum])), last_error="",
             last_result={"result": "rollback_requested", "from_version": booted.version,
                          "version": previous.version, "time": _iso(self.now())}))
