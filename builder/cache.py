@@ -27,6 +27,21 @@ def write_entry(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def sweep(cache_dir: Path, max_age: float = 24 * 3600) -> None:
+    """Remove work trees and dnf workspaces that a killed build left behind (older than ``max_age`` s).
+
+    A build removes its own on success and on every error; only SIGKILL or a power cut leaves them.
+    """
+    now = time.time()
+    for pattern in ("build-*", "dnf-*", "trees/.*"):
+        for stale in cache_dir.glob(pattern):
+            try:
+                if now - stale.lstat().st_mtime > max_age:
+                    shutil.rmtree(stale, ignore_errors=True)
+            except FileNotFoundError:
+                pass
+
+
 class TreeCache:
     """Installed trees under ``root/trees/<digest>``."""
 
@@ -76,7 +91,7 @@ class TreeCache:
         (dest / ".complete").unlink()
 
     def prune(self) -> None:
-        """Drop all but the ``keep`` most recently used trees, and stale temp dirs."""
+        """Drop all but the ``keep`` most recently used trees."""
         trees = self.root / "trees"
         if not trees.is_dir():
             return
@@ -84,6 +99,3 @@ class TreeCache:
                       key=lambda p: (p / ".complete").stat().st_mtime, reverse=True)
         for old in done[self.keep:]:
             shutil.rmtree(old, ignore_errors=True)
-        for stale in trees.glob(".*"):
-            if time.time() - stale.stat().st_mtime > 24 * 3600:
-                shutil.rmtree(stale, ignore_errors=True)

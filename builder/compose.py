@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 from builder import backends, distro, ostree
 from builder.backends import PackageRequest, PackageSet, PackageSpec, RepositoryError
 from builder.blueprint import Blueprint, load
-from builder.cache import TreeCache, write_entry
+from builder.cache import TreeCache, sweep, write_entry
 from builder.outputs import CommitOutput, write_outputs
 from builder.stages import (
     commit,
@@ -291,6 +291,7 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
     say = _Clock(progress)
     cache_dir = request.cache_dir or default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
+    sweep(cache_dir)
     bp = load(request.blueprint, dict(request.variables), request.image_type, reproducible=True)
     say(f"blueprint {bp.name} {bp.version} ({bp.distro}, {bp.architecture})")
     if request.image_type in ("raw", "qcow2") and request.output is None:

@@ -44,3 +44,17 @@ def test_kernel_arguments_are_recorded_for_bootc(tmp_path) -> None:
 
     assert kernel.apply(tmp_path, kernel.KernelOptions('console=ttyS0 "quiet"')) == ("console=ttyS0", "quiet")
     assert (tmp_path / kernel.KARGS_FILE).read_text() == 'kargs = ["console=ttyS0", "quiet"]\n'
+
+
+def test_sweep_removes_only_old_leftovers_of_killed_builds(tmp_path) -> None:
+    import os
+
+    from builder.cache import sweep
+
+    old, fresh, tree = tmp_path / "build-old", tmp_path / "build-new", tmp_path / "trees" / "abc"
+    for d in (old, fresh, tree):
+        (d / "x").mkdir(parents=True)
+    os.utime(old, (0, 0))
+    os.utime(tree, (0, 0))
+    sweep(tmp_path)
+    assert not old.exists() and fresh.exists() and tree.exists()
