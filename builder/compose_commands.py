@@ -51,7 +51,7 @@ def build(file: Path, var_items: tuple[str, ...], vars_file: Path | None, image_
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
         return
-    state = "unchanged (no new commit)" if result.reused else "new commit"
+    state = "unchanged, no new commit" if result.reused else "new commit"
     click.echo(f"ref:     {result.ref}")
     click.echo(f"commit:  {result.commit}  ({state})")
     click.echo(f"version: {result.version}   kernel: {result.kernel or '?'}   packages: {len(result.packages)}")
