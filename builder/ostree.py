@@ -100,6 +100,7 @@ def commit(
     consume: bool = False,
     base: str | None = None,
     fsync_objects: bool = False,
+    selinux_policy: Path | None = None,
 ) -> str:
     """Commit ``tree`` (owners and modes as on disk) and move ``ref`` to it; returns the checksum.
 
@@ -110,11 +111,14 @@ def commit(
     filesystem is synced once (``sync --file-system``) and only then is the ref moved: a failure or a
     crash never leaves a ref pointing at missing objects. ``fsync_objects`` lets ostree fsync each new
     object instead (cheaper when only a few are new: a filesystem sync also waits for other writers).
-    ``timestamp`` makes the commit reproducible.
+    ``timestamp`` makes the commit reproducible. ``selinux_policy`` (a root holding
+    ``usr/etc/selinux``) labels every file with that policy's file contexts, as rpm-ostree does.
     """
     when = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     argv = ["commit", *([f"--tree=ref={base}"] if base else []), f"--tree=dir={tree}", f"--timestamp={when}",
             f"--subject={subject}", "--orphan", *([] if fsync_objects else ["--fsync=false"])]
+    if selinux_policy is not None:
+        argv.append(f"--selinux-policy={selinux_policy}")
     if ref:
         argv.append(f"--bind-ref={ref}")  # what --branch would record: pulls by ref verify it
     if parent:
@@ -135,10 +139,12 @@ def commit(
     return checksum
 
 
-def commit_base(repo: Path, tree: Path, skip: Sequence[str] = ()) -> str:
+def commit_base(repo: Path, tree: Path, skip: Sequence[str] = (), selinux_policy: Path | None = None) -> str:
     """An orphan commit of ``tree`` (minus the absolute paths in ``skip``), for :func:`commit` ``base``."""
     argv = ["commit", f"--tree=dir={tree}", "--orphan", "--fsync=false", "--no-bindings",
             "--timestamp=1970-01-01T00:00:00Z", "--subject=fieldshift base"]
+    if selinux_policy is not None:
+        argv.append(f"--selinux-policy={selinux_policy}")
     if skip:
         skip_file = tree.parent / f".skip-{os.getpid()}"
         skip_file.write_text("".join(f"{p}\n" for p in skip))

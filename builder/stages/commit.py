@@ -104,17 +104,44 @@ def split_unchanged(base_tree: Path, tree: Path) -> tuple[list[str], int]:
     return skip, removed
 
 
-def _base_commit(options: CommitOptions, skip: list[str]) -> tuple[str, bool]:
+def selinux_policy(tree: Path) -> Path | None:
+    """``tree`` when it carries an SELinux policy to label with (``usr/etc/selinux/config`` naming a
+    ``SELINUXTYPE`` whose ``file_contexts`` exists), else ``None`` (the commit stays unlabeled).
+
+    ``ostree commit --selinux-policy`` labels by path; ``/usr/etc`` gets its own paths' labels and
+    ostree relabels it as ``/etc`` when it deploys (``merge_configuration`` in ostree-sysroot-deploy.c).
+    """
+    config = tree / "usr/etc/selinux/config"
+    if not config.is_file():
+        return None
+    kind = next((line.split("=", 1)[1].strip() for line in config.read_text().splitlines()
+                 if line.strip().startswith("SELINUXTYPE=")), "targeted")
+    contexts = tree / "usr/etc/selinux" / kind / "contexts/files/file_contexts"
+    return tree if contexts.is_file() else None
+
+
+def _policy_digest(policy: Path | None) -> str:
+    if policy is None:
+        return ""
+    h = hashlib.sha256()
+    for path in sorted((policy / "usr/etc/selinux").rglob("*")):
+        if path.is_file():
+            h.update(str(path.relative_to(policy)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _base_commit(options: CommitOptions, skip: list[str], policy: Path | None) -> tuple[str, bool]:
     """The base commit of ``options.base_tree`` minus ``skip`` in this repository (made once, then recorded);
-    the flag says whether it was made just now (its objects are not synced yet)."""
+    the flag says whether it was made just now (its objects are not synced yet). Labels come from the
+    prepared tree's policy (they depend only on paths), so base and overlay agree."""
     assert options.base_tree is not None and options.base_records is not None
-    key = hashlib.sha256(json.dumps([str(options.repo.resolve()), skip]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([str(options.repo.resolve()), skip, _policy_digest(policy)]).encode()).hexdigest()
     record = options.base_records / f"{options.base_tree.name}-{key[:16]}.json"
     if record.exists():
         checksum = str(json.loads(record.read_text())["commit"])
         if ostree.has_commit(options.repo, checksum):
             return checksum, False
-    checksum = ostree.commit_base(options.repo, options.base_tree, skip)
+    checksum = ostree.commit_base(options.repo, options.base_tree, skip, policy)
     write_entry(record, {"commit": checksum})
     return checksum, True
 
@@ -125,13 +152,14 @@ def apply(tree: Path, options: CommitOptions, pkgset: PackageSet) -> str:
     With ``options.base_tree`` the unchanged part of ``/usr`` is removed from ``tree`` first.
     """
     ostree.ensure_repo(options.repo)
+    policy = selinux_policy(tree)
     base, fresh_base = None, True
     if options.base_tree is not None and options.base_records is not None and (options.base_tree / "usr").is_dir():
         skip, _removed = split_unchanged(options.base_tree, tree)
-        base, fresh_base = _base_commit(options, skip)
+        base, fresh_base = _base_commit(options, skip, policy)
     # Few new objects over a synced base: let ostree fsync them; otherwise one filesystem sync.
     return ostree.commit(
         options.repo, tree, ref=options.ref, subject=options.subject, metadata=metadata(options, pkgset),
         timestamp=options.timestamp, parent=options.parent, consume=options.consume, base=base,
-        fsync_objects=not fresh_base,
+        fsync_objects=not fresh_base, selinux_policy=policy,
     )

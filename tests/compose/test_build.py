@@ -327,3 +327,12 @@ def test_outputs_of_an_unchanged_build_are_kept(example: Built, repo_file: Path)
     again = run_build(repo_file, EXAMPLE, example.repo, example.cache, example.output, payload=example.payload)
     assert again.reused and again.outputs == (str(tar), str(example.output / "kickstart.ks"))
     assert tar.stat().st_mtime_ns == before
+
+
+def test_files_are_labeled_with_the_image_selinux_policy(example: Built) -> None:
+    listing = subprocess.run(["ostree", "ls", "-X", f"--repo={example.repo}", example.result.commit,
+                              "/usr/bin/microshift", "/usr/etc/crio/openshift-pull-secret"],
+                             check=True, capture_output=True, text=True).stdout
+    assert "system_u:object_r:kubelet_exec_t:s0" in listing
+    # /usr/etc carries labels of its own paths: ostree relabels it as /etc when it deploys (merge_configuration).
+    assert listing.count("security.selinux") == 2
