@@ -101,11 +101,13 @@ def commit(
     base: str | None = None,
     fsync_objects: bool = False,
     selinux_policy: Path | None = None,
+    layers: Sequence[str] = (),
 ) -> str:
     """Commit ``tree`` (owners and modes as on disk) and move ``ref`` to it; returns the checksum.
 
     With ``base`` (a commit in ``repo``) the tree is laid over it (``--tree=ref=BASE --tree=dir=TREE``):
-    entries of ``tree`` win, everything else comes from ``base`` without being read again.
+    entries of ``tree`` win, everything else comes from ``base`` without being read again. With
+    ``layers`` (commits) those are laid over ``base`` instead of ``tree`` (a pure metadata merge).
 
     Objects are written without per-object fsync (rpm-ostree compose does the same), then the repo's
     filesystem is synced once (``sync --file-system``) and only then is the ref moved: a failure or a
@@ -115,7 +117,10 @@ def commit(
     ``usr/etc/selinux``) labels every file with that policy's file contexts, as rpm-ostree does.
     """
     when = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    argv = ["commit", *([f"--tree=ref={base}"] if base else []), f"--tree=dir={tree}", f"--timestamp={when}",
+    trees = [f"--tree=ref={c}" for c in ([base] if base else []) + list(layers)]
+    if not layers:
+        trees.append(f"--tree=dir={tree}")
+    argv = ["commit", *trees, f"--timestamp={when}",
             f"--subject={subject}", "--orphan", *([] if fsync_objects else ["--fsync=false"])]
     if selinux_policy is not None:
         argv.append(f"--selinux-policy={selinux_policy}")
@@ -140,7 +145,8 @@ def commit(
 
 
 def commit_base(repo: Path, tree: Path, skip: Sequence[str] = (), selinux_policy: Path | None = None) -> str:
-    """An orphan commit of ``tree`` (minus the absolute paths in ``skip``), for :func:`commit` ``base``."""
+    """An orphan commit of ``tree`` (minus the absolute paths in ``skip``), for :func:`commit` ``base``
+    or ``layers``."""
     argv = ["commit", f"--tree=dir={tree}", "--orphan", "--fsync=false", "--no-bindings",
             "--timestamp=1970-01-01T00:00:00Z", "--subject=fieldshift base"]
     if selinux_policy is not None:

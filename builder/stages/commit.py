@@ -157,9 +157,15 @@ def apply(tree: Path, options: CommitOptions, pkgset: PackageSet) -> str:
     if options.base_tree is not None and options.base_records is not None and (options.base_tree / "usr").is_dir():
         skip, _removed = split_unchanged(options.base_tree, tree)
         base, fresh_base = _base_commit(options, skip, policy)
+    layers: list[str] = []
+    if base is not None and policy is not None:
+        # ostree relabels (so re-reads) every file of a --tree=ref when a policy is given: label the
+        # changed part alone, then merge the two labeled commits without a policy.
+        layers.append(ostree.commit_base(options.repo, tree, (), policy))
+        policy = None
     # Few new objects over a synced base: let ostree fsync them; otherwise one filesystem sync.
     return ostree.commit(
         options.repo, tree, ref=options.ref, subject=options.subject, metadata=metadata(options, pkgset),
         timestamp=options.timestamp, parent=options.parent, consume=options.consume, base=base,
-        fsync_objects=not fresh_base, selinux_policy=policy,
+        fsync_objects=not fresh_base and not layers, selinux_policy=policy, layers=layers,
     )
