@@ -99,7 +99,6 @@ def commit(
     parent: str | None = None,
     consume: bool = False,
     base: str | None = None,
-    fsync_objects: bool = False,
     selinux_policy: Path | None = None,
     layers: Sequence[str] = (),
 ) -> str:
@@ -109,10 +108,9 @@ def commit(
     entries of ``tree`` win, everything else comes from ``base`` without being read again. With
     ``layers`` (commits) those are laid over ``base`` instead of ``tree`` (a pure metadata merge).
 
-    Objects are written without per-object fsync (rpm-ostree compose does the same), then the repo's
-    filesystem is synced once (``sync --file-system``) and only then is the ref moved: a failure or a
-    crash never leaves a ref pointing at missing objects. ``fsync_objects`` lets ostree fsync each new
-    object instead (cheaper when only a few are new: a filesystem sync also waits for other writers).
+    The commit is made as an orphan (ostree fsyncs each new object) and only then is the ref moved: a
+    failure or a crash never leaves a ref pointing at missing objects. (A single ``syncfs`` instead of
+    per-object fsync was measured: it also waits for every other writer on the filesystem.)
     ``timestamp`` makes the commit reproducible. ``selinux_policy`` (a root holding
     ``usr/etc/selinux``) labels every file with that policy's file contexts, as rpm-ostree does.
     """
@@ -121,7 +119,7 @@ def commit(
     if not layers:
         trees.append(f"--tree=dir={tree}")
     argv = ["commit", *trees, f"--timestamp={when}",
-            f"--subject={subject}", "--orphan", *([] if fsync_objects else ["--fsync=false"])]
+            f"--subject={subject}", "--orphan"]
     if selinux_policy is not None:
         argv.append(f"--selinux-policy={selinux_policy}")
     if ref:
@@ -137,8 +135,6 @@ def commit(
         else:
             argv.append(f"--add-metadata={key}={gvariant(value)}")
     checksum = _ostree(repo, *argv).strip()
-    if not fsync_objects:
-        sync_repo(repo)
     if ref:
         set_ref(repo, ref, checksum)
     return checksum
@@ -147,7 +143,7 @@ def commit(
 def commit_base(repo: Path, tree: Path, skip: Sequence[str] = (), selinux_policy: Path | None = None) -> str:
     """An orphan commit of ``tree`` (minus the absolute paths in ``skip``), for :func:`commit` ``base``
     or ``layers``."""
-    argv = ["commit", f"--tree=dir={tree}", "--orphan", "--fsync=false", "--no-bindings",
+    argv = ["commit", f"--tree=dir={tree}", "--orphan", "--no-bindings",
             "--timestamp=1970-01-01T00:00:00Z", "--subject=fieldshift base"]
     if selinux_policy is not None:
         argv.append(f"--selinux-policy={selinux_policy}")
@@ -161,11 +157,6 @@ def commit_base(repo: Path, tree: Path, skip: Sequence[str] = (), selinux_policy
         if skip:
             skip_file.unlink()
     return checksum
-
-
-def sync_repo(repo: Path) -> None:
-    """Flush the repository's filesystem (after writing objects with ``--fsync=false``)."""
-    run(["sync", "--file-system", str(repo)])
 
 
 def content_checksum(repo: Path, checksum: str) -> str:

@@ -130,20 +130,19 @@ def _policy_digest(policy: Path | None) -> str:
     return h.hexdigest()
 
 
-def _base_commit(options: CommitOptions, skip: list[str], policy: Path | None) -> tuple[str, bool]:
-    """The base commit of ``options.base_tree`` minus ``skip`` in this repository (made once, then recorded);
-    the flag says whether it was made just now (its objects are not synced yet). Labels come from the
-    prepared tree's policy (they depend only on paths), so base and overlay agree."""
+def _base_commit(options: CommitOptions, skip: list[str], policy: Path | None) -> str:
+    """The base commit of ``options.base_tree`` minus ``skip`` in this repository (made once, then recorded).
+    Labels come from the prepared tree's policy (they depend only on paths), so base and overlay agree."""
     assert options.base_tree is not None and options.base_records is not None
     key = hashlib.sha256(json.dumps([str(options.repo.resolve()), skip, _policy_digest(policy)]).encode()).hexdigest()
     record = options.base_records / f"{options.base_tree.name}-{key[:16]}.json"
     if record.exists():
         checksum = str(json.loads(record.read_text())["commit"])
         if ostree.has_commit(options.repo, checksum):
-            return checksum, False
+            return checksum
     checksum = ostree.commit_base(options.repo, options.base_tree, skip, policy)
     write_entry(record, {"commit": checksum})
-    return checksum, True
+    return checksum
 
 
 def apply(tree: Path, options: CommitOptions, pkgset: PackageSet) -> str:
@@ -153,19 +152,18 @@ def apply(tree: Path, options: CommitOptions, pkgset: PackageSet) -> str:
     """
     ostree.ensure_repo(options.repo)
     policy = selinux_policy(tree)
-    base, fresh_base = None, True
+    base = None
     if options.base_tree is not None and options.base_records is not None and (options.base_tree / "usr").is_dir():
         skip, _removed = split_unchanged(options.base_tree, tree)
-        base, fresh_base = _base_commit(options, skip, policy)
+        base = _base_commit(options, skip, policy)
     layers: list[str] = []
     if base is not None and policy is not None:
         # ostree relabels (so re-reads) every file of a --tree=ref when a policy is given: label the
         # changed part alone, then merge the two labeled commits without a policy.
         layers.append(ostree.commit_base(options.repo, tree, (), policy))
         policy = None
-    # Few new objects over a synced base: let ostree fsync them; otherwise one filesystem sync.
     return ostree.commit(
         options.repo, tree, ref=options.ref, subject=options.subject, metadata=metadata(options, pkgset),
         timestamp=options.timestamp, parent=options.parent, consume=options.consume, base=base,
-        fsync_objects=not fresh_base and not layers, selinux_policy=policy, layers=layers,
+        selinux_policy=policy, layers=layers,
     )
