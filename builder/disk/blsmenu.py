@@ -27,6 +27,8 @@ _PROGRAM = '''\
 import sys
 from pathlib import Path
 
+sys.path[:0] = {path!r}
+
 from greenboot import atomic, grubmenu
 
 if len(sys.argv) != 3 or sys.argv[1] != "-o":
@@ -38,14 +40,14 @@ atomic.write_text(out, grubmenu.render_menu(found, boot_prefix={prefix!r}, timeo
 '''
 
 
-def program_text(python: str, *, timeout: int = 1) -> str:
-    """The menu program for interpreter ``python``."""
-    return f"#!{python}\n" + _PROGRAM.format(prefix=BOOT_PREFIX, timeout=int(timeout))
+def program_text(python: str, *, timeout: int = 1, path: tuple[str, ...] = ()) -> str:
+    """The menu program for interpreter ``python``; ``path`` goes in front of ``sys.path`` (where greenboot is)."""
+    return f"#!{python}\n" + _PROGRAM.format(prefix=BOOT_PREFIX, timeout=int(timeout), path=list(path))
 
 
-def write_program(dest: Path, python: str, *, timeout: int = 1) -> Path:
+def write_program(dest: Path, python: str, *, timeout: int = 1, path: tuple[str, ...] = ()) -> Path:
     """Write the menu program to ``dest`` (mode 0755)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(program_text(python, timeout=timeout))
+    dest.write_text(program_text(python, timeout=timeout, path=path))
     dest.chmod(0o755)
     return dest

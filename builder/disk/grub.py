@@ -16,7 +16,7 @@ from greenboot.external import run
 GRUBENV = "/boot/grub/grubenv"
 MENU = "/boot/loader/grub.cfg"
 # Modules loaded before the embedded config runs (everything else is in the memdisk, loaded on demand).
-PRELOAD = "part_gpt ext2 fat search search_label serial terminal normal configfile loadenv test echo linux"
+PRELOAD = "part_gpt part_msdos ext2 fat search search_label serial terminal normal configfile loadenv test echo linux"
 
 
 def embedded_config(root_label: str, *, serial: bool = True) -> str:

@@ -12,17 +12,26 @@ This stage puts the program (:mod:`builder.disk.blsmenu`, on top of :mod:`greenb
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from builder.disk import blsmenu
+from builder.stages.fieldshift import PROJECT, PYTHON_DIR
 
 SYSTEMD_CONF = "usr/lib/systemd/system.conf.d/50-fieldshift-ostree-grub.conf"
 ENV_LINE = f"OSTREE_GRUB2_EXEC={blsmenu.DEVICE_PATH}"
 
 
 def apply(root: Path) -> None:
-    """Install the menu program and the ``OSTREE_GRUB2_EXEC`` environment into ``root`` (idempotent)."""
-    blsmenu.write_program(root / blsmenu.DEVICE_PATH.lstrip("/"), "/usr/bin/python3")
+    """Install the menu program and the ``OSTREE_GRUB2_EXEC`` environment into ``root`` (idempotent).
+
+    The program needs the ``greenboot`` package; the ``[fieldshift]`` stage installs it with the agent
+    or greenboot, and when the blueprint asks for neither, the package alone is copied here.
+    """
+    package = root / PYTHON_DIR / "greenboot"
+    if not package.is_dir():
+        shutil.copytree(PROJECT / "greenboot", package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    blsmenu.write_program(root / blsmenu.DEVICE_PATH.lstrip("/"), "/usr/bin/python3", path=(f"/{PYTHON_DIR}",))
     conf = root / SYSTEMD_CONF
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(

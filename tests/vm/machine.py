@@ -1,7 +1,9 @@
 """A device in QEMU (TCG, q35, OVMF): boot a disk through a qcow2 overlay, read its console, run commands on it.
 
-Serial port 0 is the kernel and GRUB console, logged to ``console.log``; serial port 1 carries a root
-shell (a getty with autologin that test images enable on ``ttyS1``), reached through a unix socket.
+Serial port 0 is the firmware, GRUB and kernel console, logged to ``console.log``; a virtio console
+(``hvc0`` in the guest) carries a root shell (a getty with autologin that test images enable), reached
+through a unix socket. Not a second serial port: OVMF merges every serial port into the console input
+GRUB reads, so keystrokes meant for the shell would land in the boot menu.
 Waiting is always for a marker in the console log or for a command's end marker, never a blind sleep.
 Guest networking is QEMU user mode: the guest reaches the host's loopback as ``10.0.2.2``.
 A power cut is ``SIGKILL`` of the QEMU process; :meth:`Machine.start` again boots the same disk.
@@ -79,8 +81,9 @@ class Machine:
             "-device", "virtio-net-pci,netdev=n0",
             "-chardev", f"file,id=con,path={self.console_log}",
             "-serial", "chardev:con",
+            "-device", "virtio-serial-pci",
             "-chardev", f"socket,id=sh,path={self.shell_sock},server=on,wait=off",
-            "-serial", "chardev:sh",
+            "-device", "virtconsole,chardev=sh",
             "-display", "none",
             "-monitor", "none",
             "-nodefaults",
@@ -137,7 +140,7 @@ class Machine:
                 raise MachineError(f"no {pattern!r} on the console within {timeout:.0f} s; tail:\n{text[-3000:]}")
             time.sleep(0.2)
 
-    # -- shell on ttyS1 ------------------------------------------------------------------------------
+    # -- shell on hvc0 ------------------------------------------------------------------------------
 
     def reset_shell(self) -> None:
         """Drop the shell connection and anything unread (after the guest rebooted under a command)."""
@@ -189,7 +192,7 @@ class Machine:
             self._shell_buf += chunk
 
     def wait_shell(self, timeout: float) -> None:
-        """Wait until the root shell on ttyS1 answers (the system reached multi-user with our getty)."""
+        """Wait until the root shell on hvc0 answers (the system reached multi-user with our getty)."""
         s = self._connect(timeout)
         deadline = time.monotonic() + timeout
         while True:

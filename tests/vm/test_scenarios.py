@@ -1,17 +1,21 @@
 """The product in a VM: real GRUB, kernel, systemd, ostree, our agent and greenboot, updating and rolling back.
 
 Each test boots a fresh overlay of the v1 disk that ``fieldshift build --image-type qcow2`` made, under
-QEMU TCG, and drives it through the root shell on its second serial port. Releases are published by
+QEMU TCG, and drives it through the root shell on its virtio console. Releases are published by
 ``builder.publish`` into a release directory of the scenario's own and served from the host.
 """
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 
+from tests.faultproxy import Fault, FaultProxy
 from tests.vm.lab import Device, Lab, greenboot_verdict
+from tests.vm.machine import HOST_FROM_GUEST
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(1500)]
 
 SETTLE = 600.0
 
@@ -83,3 +87,88 @@ def test_bad_update_falls_back_permanently_restores_data_and_is_denylisted(lab: 
     status = device.agent()
     assert status["booted"]["version"] == "1.0.0"
     assert status["pending"] is None
+
+
+def _guest_url(proxy: FaultProxy, release_dir: str) -> str:
+    """The proxy's address as the guest sees it (QEMU user networking maps the host's loopback)."""
+    return f"http://{HOST_FROM_GUEST}:{urllib.parse.urlsplit(proxy.url).port}/{release_dir}"
+
+
+def _phase(dev: Device) -> str:
+    return str(dev.agent()["phase"])
+
+
+def test_power_cuts_during_pull_after_staging_and_during_finalize_leave_a_healthy_device_that_converges(
+    lab: Lab, device: Device
+) -> None:
+    lab.publish("power", "1.0.0")
+    lab.publish("power", "2.0.0")
+    with FaultProxy(lab.server.url) as proxy:
+        device.boot()
+        device.settle(_green_on("1.0.0"), SETTLE)
+        url = _guest_url(proxy, "power")
+
+        # 1. During the pull: the delta part stalls mid-transfer, the plug is pulled while it hangs.
+        proxy.add(Fault("stall", pattern=r"/deltas/.*/\d+$", times=1, after_bytes=2048, seconds=120))
+        device.follow(url)
+        _start_update(device)
+        # The superblock came through, so ostree is fetching the (stalled) delta part now.
+        device.settle(lambda d: _phase(d) == "selected" and any("superblock" in x.path for x in proxy.log), SETTLE)
+        device.vm.power_cut()
+        proxy.clear_faults()
+        device.boot()
+        device.settle(_green_on("1.0.0"), SETTLE)
+
+        # 2. Right after staging: the agent stops itself once "staged" is durable, then the plug is pulled.
+        device.sh("systemd-run --unit=vm-stage --collect --setenv=FIELDSHIFT_AGENT_STOP_AT=staged "
+                  "fieldshift-agent update")
+        device.settle(lambda d: _phase(d) == "staged", SETTLE)
+        device.vm.power_cut()
+        device.boot()
+        device.settle(_green_on("1.0.0"), SETTLE)  # the staged deployment was never finalized
+
+        # 3. During the shutdown that finalizes the staged deployment.
+        device.follow(url, reboot_strategy="manual")
+        device.sh("fieldshift-agent update", timeout=600)
+        assert _phase(device) == "staged"
+        mark = len(device.vm.console())
+        device.sh("systemd-run --unit=vm-reboot --collect systemctl reboot")
+        device.vm.wait_console(r"ostree-finalize-staged|Finalizing staged deployment", 180, since=mark)
+        device.vm.power_cut()
+        device.boot()
+        device.settle(lambda d: greenboot_verdict(d) == "green", SETTLE)  # whichever deployment booted: healthy
+
+        # Converges: the agent finishes the update from wherever the cuts left it.
+        device.follow(url)
+        before = device.boots()
+        if device.agent()["booted"]["version"] != "2.0.0":
+            _start_update(device)
+        device.settle(_green_on("2.0.0", after_boots=before if device.agent()["booted"]["version"] != "2.0.0"
+                                else 0), SETTLE)
+    assert device.agent()["booted"]["version"] == "2.0.0"
+
+
+def test_update_over_a_slow_link_that_cuts_connections_completes_with_bytes_close_to_the_delta(
+    lab: Lab, device: Device
+) -> None:
+    lab.publish("link", "1.0.0")
+    result = lab.publish("link", "2.0.0")
+    delta = sum(d.size for d in result.deltas if d.from_commit == lab.commits["1.0.0"])
+    assert delta > 0
+    with FaultProxy(lab.server.url) as proxy:
+        device.boot()
+        device.settle(_green_on("1.0.0"), SETTLE)
+        # ~300 kbit/s for everything, and the first two delta part transfers are cut part way.
+        proxy.add(Fault("reset", pattern=r"/deltas/.*/\d+$", times=2, after_bytes=max(1, delta // 3)))
+        proxy.add(Fault("throttle", times=-1, rate=40_000))
+        device.follow(_guest_url(proxy, "link"), low_speed_limit_bytes=1000,
+                      low_speed_time_seconds=10, pull_retries=5)
+        before = device.boots()
+        _start_update(device)
+        device.settle(_green_on("2.0.0", after_boots=before), SETTLE)
+        proxy.settle()
+        moved = sum(d.delivered for d in proxy.log if "/link/repo/" in d.path)
+        hits = proxy.faults_hit()
+    assert any(h.fault == "reset" for h in hits), hits
+    print(f"\n[vm tier] bad link: delta {delta} B, repo bytes moved {moved} B ({moved / delta:.2f}x)")
+    assert moved <= 2 * delta + 256 * 1024, f"moved {moved} B for a {delta} B delta"
