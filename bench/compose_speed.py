@@ -87,14 +87,17 @@ def main() -> int:
             shutil.copytree(ROOT / pkg, tmp / "payload" / pkg, ignore=shutil.ignore_patterns("__pycache__"))
         rounds = [one_round(repo_file, tmp, n) for n in range(args.rounds)]
     a, b, c, d = (statistics.median(x) for x in zip(*rounds))
-    print(f"packages: example blueprint against the fixture repository, {args.rounds} rounds, medians")
-    print(f"(a) baseline dnf --installroot + ostree commit : {a:7.3f} s")
-    print(f"(b) fieldshift build, cold                     : {b:7.3f} s")
-    print(f"(c) fieldshift build, no-op                    : {c:7.3f} s")
-    print(f"(d) fieldshift build, one file changed         : {d:7.3f} s")
-    checks = [("b/a", b / a, 1.3), ("c/b", c / b, 0.05), ("d/b", d / b, 0.3)]
-    for name, value, target in checks:
-        print(f"{name} = {value:.3f}  (target <= {target}: {'ok' if value <= target else 'MISSED'})")
+    best = [min(x) for x in zip(*rounds)]
+    print(f"example blueprint against the fixture repository, {args.rounds} rounds: median (min)")
+    labels = ("(a) baseline dnf --installroot + ostree commit", "(b) fieldshift build, cold",
+              "(c) fieldshift build, no-op", "(d) fieldshift build, one file changed")
+    for label, med, low in zip(labels, (a, b, c, d), best):
+        print(f"{label:<47}: {med:7.3f} s  ({low:.3f} s)")
+    checks = [("b/a", b / a, best[1] / best[0], 1.3), ("c/b", c / b, best[2] / best[1], 0.05),
+              ("d/b", d / b, best[3] / best[1], 0.3)]
+    for name, value, low, target in checks:
+        verdict = "ok" if value <= target else "MISSED"
+        print(f"{name} = {value:.3f}  (min-based {low:.3f}; target <= {target}: {verdict})")
     return 0
 
 

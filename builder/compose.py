@@ -167,6 +167,19 @@ def _digest_path(h: Any, path: Path) -> None:
                 h.update(str(p.relative_to(path)).encode() + b"\0" + p.read_bytes())
 
 
+def _code_files(backend: str) -> list[Path]:
+    """The builder code that shapes a commit of this backend: pipeline, ostree wrapper, the stages it runs."""
+    from builder.stages import accounts
+
+    modules = [commit, containers, files, firewall, hostname, kernel, locale, microshift, ostree_prep,
+               passwd_preserve, repositories, services, sysusers, timezone, users, fieldshift_stage, accounts]
+    paths = [STAGE_SOURCES / "compose.py", STAGE_SOURCES / "ostree.py", STAGE_SOURCES / "stages" / "__init__.py"]
+    paths += [Path(str(m.__file__)) for m in modules]
+    if backend == "apt":
+        paths.append(STAGE_SOURCES / "stages" / "debian_boot.py")
+    return sorted(paths)
+
+
 def input_hash(bp: Blueprint, pkgset: PackageSet, ref: str, extra: Mapping[str, str],
                payload: Path = fieldshift_stage.PROJECT) -> str:
     """sha256 over everything that decides the commit's content (see the module docstring)."""
@@ -180,8 +193,8 @@ def input_hash(bp: Blueprint, pkgset: PackageSet, ref: str, extra: Mapping[str, 
     for path in referenced:
         h.update(str(path).encode())
         _digest_path(h, path)
-    for src in ("compose.py", "stages", "ostree.py"):
-        _digest_path(h, STAGE_SOURCES / src)
+    for src in _code_files(extra.get("backend", "dnf")):
+        _digest_path(h, src)
     if bp.fieldshift.install_agent or bp.fieldshift.install_greenboot:
         _digest_path(h, payload / "greenboot")
     if bp.fieldshift.install_agent:
@@ -312,7 +325,8 @@ def build(request: BuildRequest, progress: Progress = lambda _line: None) -> Bui
     else:
         parent = head
     payload = request.payload_source or fieldshift_stage.PROJECT
-    inputhash = input_hash(bp, pkgset, ref, {"distro": d.name, "arch": d.architecture}, payload)
+    inputhash = input_hash(bp, pkgset, ref, {"distro": d.name, "arch": d.architecture, "backend": d.backend},
+                           payload)
     names = tuple(p.nevra for p in pkgset.packages)
     record = _commit_record(repo, head, cache_dir) if head else None
     if record is not None and record["inputhash"] == inputhash and (
