@@ -44,10 +44,15 @@ def menu_program(workdir: Path) -> Path:
 
 
 def deploy(sysroot: Path, dep: Deployment, workdir: Path) -> Path:
-    """Make ``sysroot`` an ostree sysroot with ``dep`` deployed; returns the deployment's root directory."""
+    """Make ``sysroot`` an ostree sysroot with ``dep`` deployed (as the new default, earlier ones kept).
+
+    Returns the deployment's root directory. Deploying into an existing sysroot adds a deployment.
+    """
     sysroot.mkdir(parents=True, exist_ok=True)
-    run(["ostree", "admin", "init-fs", "--modern", str(sysroot)])
-    _admin(sysroot, "os-init", dep.osname)
+    if not (sysroot / "ostree/repo/config").exists():
+        run(["ostree", "admin", "init-fs", "--modern", str(sysroot)])
+    if not (sysroot / "ostree/deploy" / dep.osname).is_dir():
+        _admin(sysroot, "os-init", dep.osname)
     _repo(sysroot, "config", "set", "sysroot.bootloader", "grub2")
     _repo(sysroot, "config", "set", "sysroot.bootprefix", "true")
     if dep.remote_url:
@@ -55,11 +60,11 @@ def deploy(sysroot: Path, dep: Deployment, workdir: Path) -> Path:
     _repo(sysroot, "pull-local", str(dep.repo), dep.checksum)
     _repo(sysroot, "refs", "--force", f"--create={dep.remote}:{dep.ref}", dep.checksum)
     (sysroot / "boot/grub").mkdir(parents=True, exist_ok=True)
-    (sysroot / "boot/loader.0/entries").mkdir(parents=True, exist_ok=True)
     if not (sysroot / "boot/loader").is_symlink():
+        (sysroot / "boot/loader.0/entries").mkdir(parents=True, exist_ok=True)
         (sysroot / "boot/loader").symlink_to("loader.0")
     env = {"OSTREE_GRUB2_EXEC": str(menu_program(workdir))}
-    args = ["deploy", f"--os={dep.osname}", "--karg-none"] + [f"--karg-append={k}" for k in dep.kargs]
+    args = ["deploy", f"--os={dep.osname}", "--retain", "--karg-none"] + [f"--karg-append={k}" for k in dep.kargs]
     _admin(sysroot, *args, f"{dep.remote}:{dep.ref}", env=env)
     deploys = sorted((sysroot / "ostree/deploy" / dep.osname / "deploy").glob(f"{dep.checksum}.*"))
     deploys = [d for d in deploys if d.is_dir()]
