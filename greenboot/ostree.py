@@ -10,34 +10,73 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from greenboot.external import run
 from greenboot.layout import Layout
 
-_STATUS = re.compile(r"^([* ]) (\S+) ([0-9a-f]{64})\.(\d+)")
-_VERSION = re.compile(r"^\s+Version: (\S+)")
+# ``ostree admin status`` prints, per deployment (ostree src/ostree/ot-admin-builtin-status.c,
+# deployment_print_status): "<* if booted> <osname> <checksum>.<serial>[ (staged|pending|rollback)]",
+# then indented detail lines, "    Version: <version>" among them when the commit has one.
+_STATUS = re.compile(r"^([* ]) (\S+) ([0-9a-f]{64})\.(\d+)(?: \(([^)]*)\))?")
+_VERSION = re.compile(r"^\s+Version: (.*)$")
 _DEPLOY_NAME = re.compile(r"[0-9a-f]{64}\.\d+")
 
 
 @dataclass(frozen=True)
 class Deployment:
-    """One deployment; ``index`` 0 is the default, 1 the rollback."""
+    """One deployment in bootloader order: ``index`` 0 boots by default, 1 is the rollback."""
 
     index: int
     osname: str
     checksum: str
     serial: int
     version: str = ""
+    #: what ostree prints in parentheses after the name: "staged", "pending" or "rollback"
+    flags: Tuple[str, ...] = ()
+    #: marked ``*`` by ostree: the deployment the running system booted
+    booted: bool = False
 
     @property
     def name(self) -> str:
+        """``<checksum>.<serial>``: the deployment directory name, unique within an os."""
         return f"{self.checksum}.{self.serial}"
+
+    @property
+    def id(self) -> str:
+        """The same as :attr:`name` (the updater's word for it)."""
+        return self.name
+
+    @property
+    def rpm_ostree_id(self) -> str:
+        """The id rpm-ostree (and MicroShift's backups) use: ``<osname>-<checksum>.<serial>``."""
+        return f"{self.osname}-{self.name}"
+
+    @property
+    def staged(self) -> bool:
+        return "staged" in self.flags
 
     def to_json(self) -> dict:
         return {"osname": self.osname, "checksum": self.checksum, "serial": self.serial, "version": self.version}
+
+
+def parse_status(text: str) -> List[Deployment]:
+    """Deployments in boot order from the output of ``ostree admin status``."""
+    deployments: List[Deployment] = []
+    for line in text.splitlines():
+        m = _STATUS.match(line)
+        if m:
+            flags = tuple(f.strip() for f in (m.group(5) or "").split(",") if f.strip())
+            deployments.append(
+                Deployment(len(deployments), m.group(2), m.group(3), int(m.group(4)), "", flags, m.group(1) == "*")
+            )
+            continue
+        v = _VERSION.match(line)
+        if v and deployments:
+            deployments[-1] = replace(deployments[-1], version=v.group(1).strip())
+    return deployments
 
 
 def _admin(layout: Layout, *args: str) -> str:
@@ -49,17 +88,7 @@ def _admin(layout: Layout, *args: str) -> str:
 
 def status(layout: Layout) -> List[Deployment]:
     """Deployments in boot order, parsed from ``ostree admin status``."""
-    deployments: List[Deployment] = []
-    for line in _admin(layout, "status").splitlines():
-        m = _STATUS.match(line)
-        if m:
-            deployments.append(Deployment(len(deployments), m.group(2), m.group(3), int(m.group(4))))
-            continue
-        v = _VERSION.match(line)
-        if v and deployments:
-            last = deployments[-1]
-            deployments[-1] = Deployment(last.index, last.osname, last.checksum, last.serial, v.group(1))
-    return deployments
+    return parse_status(_admin(layout, "status"))
 
 
 def ostree_karg(layout: Layout) -> str:

@@ -8,51 +8,21 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import subprocess
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from greenboot.errors import UserError
 from greenboot.external import ToolError, run
+from greenboot.ostree import Deployment, parse_status  # the one deployment model; callers import it from here
 
 log = logging.getLogger("fieldshift.external")
-
-_STATUS_RE = re.compile(r"^([* ]) (\S+) ([0-9a-f]{64})\.(\d+)(?: \(([^)]*)\))?\s*$")
-_VERSION_RE = re.compile(r"^\s+Version: (.*)$")
 
 
 class OstreeError(UserError):
     """An ostree operation failed; the message carries ostree's own last line."""
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """One deployment in bootloader order (index 0 boots by default)."""
-
-    index: int
-    osname: str
-    checksum: str
-    serial: int
-    version: str = ""
-    flags: tuple[str, ...] = ()
-
-    @property
-    def id(self) -> str:
-        """``<checksum>.<serial>``: the deployment directory name, unique within an os."""
-        return f"{self.checksum}.{self.serial}"
-
-    @property
-    def rpm_ostree_id(self) -> str:
-        """The id rpm-ostree (and MicroShift's backups) use: ``<osname>-<checksum>.<serial>``."""
-        return f"{self.osname}-{self.id}"
-
-    @property
-    def staged(self) -> bool:
-        return "staged" in self.flags
 
 
 def _ostree(args: Sequence[str], *, timeout: float | None = None) -> str:
@@ -87,19 +57,7 @@ class Sysroot:
 
     def deployments(self) -> list[Deployment]:
         """All deployments, in bootloader order."""
-        out: list[Deployment] = []
-        for line in self._admin("status").splitlines():
-            m = _STATUS_RE.match(line)
-            if m:
-                flags = tuple(f.strip() for f in (m.group(5) or "").split(",") if f.strip())
-                out.append(Deployment(len(out), m.group(2), m.group(3), int(m.group(4)), "", flags))
-                continue
-            v = _VERSION_RE.match(line)
-            if v and out:
-                last = out[-1]
-                out[-1] = Deployment(last.index, last.osname, last.checksum, last.serial, v.group(1).strip(),
-                                     last.flags)
-        return out
+        return parse_status(self._admin("status"))
 
     def deployment_of_cmdline(self, cmdline: str) -> tuple[str, str] | None:
         """``(osname, "<checksum>.<serial>")`` named by the ``ostree=`` kernel argument, or None."""

@@ -20,6 +20,24 @@ def test_status_lists_deployments_in_boot_order_with_versions(base_sysroot: Sysr
     assert [d.name for d in deps] == [d.name for d in base_sysroot.deployments()]
 
 
+def test_status_output_gives_flags_booted_mark_and_whole_version() -> None:
+    """The line format of ostree's ot-admin-builtin-status.c, as printed on a device with a staged update."""
+    staged, booted, rollback = "c" * 64, "b" * 64, "a" * 64
+    text = (
+        f"  fieldos {staged}.0 (staged)\n    Version: 3\n    origin refspec: fieldos/x86_64/stable\n"
+        f"* fieldos {booted}.1\n    Version: 2.0.1\n    Pinned: yes\n"
+        f"  fieldos {rollback}.0 (rollback)\n    origin refspec: fieldos/x86_64/stable\n"
+    )
+    deps = ostree.parse_status(text)
+    assert [(d.index, d.name, d.version, d.flags, d.booted) for d in deps] == [
+        (0, f"{staged}.0", "3", ("staged",), False),
+        (1, f"{booted}.1", "2.0.1", (), True),
+        (2, f"{rollback}.0", "", ("rollback",), False),
+    ]
+    assert deps[0].staged and deps[0].id == deps[0].name
+    assert deps[1].rpm_ostree_id == f"fieldos-{booted}.1"
+
+
 def test_the_booted_deployment_is_the_one_grub_booted(sysroot: Sysroot) -> None:
     layout = Layout.at(sysroot.path)
     assert ostree.booted_name(layout) == ""

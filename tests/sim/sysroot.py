@@ -20,37 +20,19 @@ or in one call ``make_sysroot(tmp_path / "root", versions=("1", "2"))``.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from greenboot.ostree import Deployment, parse_status  # the one deployment model, re-exported for tests
+
 OSNAME = "fieldos"
 REF = "fieldos/x86_64/stable"
 KARGS = ("root=LABEL=fieldos-root", "rw")
 # ostree keeps deployment roots immutable (chattr +i) unless told otherwise; temp trees must be removable.
 ENV = {"OSTREE_SYSROOT_DEBUG": "mutable-deployments"}
-
-_STATUS_LINE = re.compile(r"^([* ]) (\S+) ([0-9a-f]{64})\.(\d+)(?: \((\w+)\))?")
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """One line of ``ostree admin status``: position 0 is the default, 1 the rollback."""
-
-    index: int
-    osname: str
-    checksum: str
-    serial: int
-    version: str
-    booted: bool = False
-
-    @property
-    def name(self) -> str:
-        """``<checksum>.<serial>``, the deployment directory name."""
-        return f"{self.checksum}.{self.serial}"
 
 
 def _ostree(args: Sequence[str], *, check: bool = True) -> str:
@@ -136,17 +118,7 @@ class Sysroot:
 
     def deployments(self) -> List[Deployment]:
         """Deployments in boot order (0 = default), parsed from ``ostree admin status``."""
-        out = _ostree(["admin", "status", f"--sysroot={self.path}"])
-        result: List[Deployment] = []
-        for line in out.splitlines():
-            m = _STATUS_LINE.match(line)
-            if m:
-                checksum = m.group(3)
-                version = self.version_of(checksum)
-                result.append(
-                    Deployment(len(result), m.group(2), checksum, int(m.group(4)), version, booted=m.group(1) == "*")
-                )
-        return result
+        return parse_status(_ostree(["admin", "status", f"--sysroot={self.path}"]))
 
     def version_of(self, checksum: str) -> str:
         """The ``version`` metadata of a commit."""
