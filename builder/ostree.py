@@ -108,10 +108,10 @@ def commit(
     entries of ``tree`` win, everything else comes from ``base`` without being read again. With
     ``layers`` (commits) those are laid over ``base`` instead of ``tree`` (a pure metadata merge).
 
-    The commit is made as an orphan (ostree fsyncs each new object) and only then is the ref moved: a
-    failure or a crash never leaves a ref pointing at missing objects. (A single ``syncfs`` instead of
-    per-object fsync was measured: it also waits for every other writer on the filesystem.)
-    ``timestamp`` makes the commit reproducible. ``selinux_policy`` (a root holding
+    The commit is made as an orphan with ``--fsync=false``, the repository's filesystem is synced once
+    (``sync --file-system``, the ``syncfs`` ostree itself does per transaction: one for base, layer and
+    commit together), and only then is the ref moved: a failure or a crash never leaves a ref pointing
+    at missing objects. ``timestamp`` makes the commit reproducible. ``selinux_policy`` (a root holding
     ``usr/etc/selinux``) labels every file with that policy's file contexts, as rpm-ostree does.
     """
     when = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -119,7 +119,7 @@ def commit(
     if not layers:
         trees.append(f"--tree=dir={tree}")
     argv = ["commit", *trees, f"--timestamp={when}",
-            f"--subject={subject}", "--orphan"]
+            f"--subject={subject}", "--orphan", "--fsync=false"]
     if selinux_policy is not None:
         argv.append(f"--selinux-policy={selinux_policy}")
     if ref:
@@ -135,6 +135,7 @@ def commit(
         else:
             argv.append(f"--add-metadata={key}={gvariant(value)}")
     checksum = _ostree(repo, *argv).strip()
+    run(["sync", "--file-system", str(repo)])
     if ref:
         set_ref(repo, ref, checksum)
     return checksum
@@ -142,8 +143,8 @@ def commit(
 
 def commit_base(repo: Path, tree: Path, skip: Sequence[str] = (), selinux_policy: Path | None = None) -> str:
     """An orphan commit of ``tree`` (minus the absolute paths in ``skip``), for :func:`commit` ``base``
-    or ``layers``."""
-    argv = ["commit", f"--tree=dir={tree}", "--orphan", "--no-bindings",
+    or ``layers``; not synced: the :func:`commit` that uses it syncs."""
+    argv = ["commit", f"--tree=dir={tree}", "--orphan", "--fsync=false", "--no-bindings",
             "--timestamp=1970-01-01T00:00:00Z", "--subject=fieldshift base"]
     if selinux_policy is not None:
         argv.append(f"--selinux-policy={selinux_policy}")
