@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import logging
 import os
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from greenboot.errors import UserError
 from greenboot.external import ToolError, run
+
+log = logging.getLogger("fieldshift.external")
 
 
 class OstreeError(UserError):
@@ -108,22 +112,22 @@ def commit(
     entries of ``tree`` win, everything else comes from ``base`` without being read again. With
     ``layers`` (commits) those are laid over ``base`` instead of ``tree`` (a pure metadata merge).
 
-    The commit is made as an orphan with ``--fsync=false``, the repository's filesystem is synced once
-    (``sync --file-system``, the ``syncfs`` ostree itself does per transaction: one for base, layer and
-    commit together), and only then is the ref moved: a failure or a crash never leaves a ref pointing
-    at missing objects. ``timestamp`` makes the commit reproducible. ``selinux_policy`` (a root holding
+    Durability: base and layer commits are written with ``--fsync=false``; this commit's transaction
+    ends with ostree's ``syncfs`` of the repository's filesystem (covering them too) and only then
+    writes the ref, so a failure or a crash never leaves a ref pointing at missing objects (ostree
+    ``ostree_repo_commit_transaction``). Without ``ref`` the commit is an orphan. ``timestamp`` makes
+    the commit reproducible. ``selinux_policy`` (a root holding
     ``usr/etc/selinux``) labels every file with that policy's file contexts, as rpm-ostree does.
     """
     when = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     trees = [f"--tree=ref={c}" for c in ([base] if base else []) + list(layers)]
     if not layers:
         trees.append(f"--tree=dir={tree}")
-    argv = ["commit", *trees, f"--timestamp={when}",
-            f"--subject={subject}", "--orphan", "--fsync=false"]
+    # --branch also records the ref binding that pulls by ref verify.
+    argv = ["commit", *trees, f"--timestamp={when}", f"--subject={subject}",
+            f"--branch={ref}" if ref else "--orphan"]
     if selinux_policy is not None:
         argv.append(f"--selinux-policy={selinux_policy}")
-    if ref:
-        argv.append(f"--bind-ref={ref}")  # what --branch would record: pulls by ref verify it
     if parent:
         argv.append(f"--parent={parent}")
     if consume:
@@ -134,20 +138,21 @@ def commit(
             argv.append(f"--add-metadata-string={key}={value}")
         else:
             argv.append(f"--add-metadata={key}={gvariant(value)}")
-    checksum = _ostree(repo, *argv).strip()
-    run(["sync", "--file-system", str(repo)])
-    if ref:
-        set_ref(repo, ref, checksum)
-    return checksum
+    return _ostree(repo, *argv).strip()
+
+
+def _base_argv(tree: Path, selinux_policy: Path | None) -> list[str]:
+    argv = ["commit", f"--tree=dir={tree}", "--orphan", "--fsync=false", "--no-bindings",
+            "--timestamp=1970-01-01T00:00:00Z", "--subject=fieldshift base"]
+    if selinux_policy is not None:
+        argv.append(f"--selinux-policy={selinux_policy}")
+    return argv
 
 
 def commit_base(repo: Path, tree: Path, skip: Sequence[str] = (), selinux_policy: Path | None = None) -> str:
     """An orphan commit of ``tree`` (minus the absolute paths in ``skip``), for :func:`commit` ``base``
     or ``layers``; not synced: the :func:`commit` that uses it syncs."""
-    argv = ["commit", f"--tree=dir={tree}", "--orphan", "--fsync=false", "--no-bindings",
-            "--timestamp=1970-01-01T00:00:00Z", "--subject=fieldshift base"]
-    if selinux_policy is not None:
-        argv.append(f"--selinux-policy={selinux_policy}")
+    argv = _base_argv(tree, selinux_policy)
     if skip:
         skip_file = tree.parent / f".skip-{os.getpid()}"
         skip_file.write_text("".join(f"{p}\n" for p in skip))
@@ -180,6 +185,48 @@ def content_checksum(repo: Path, checksum: str) -> str:
     if len(contents) != 32 or len(meta) != 32:
         raise OstreeError(f"commit {checksum[:12]} in {repo} is not a commit object ostree wrote")
     return hashlib.sha256(contents + meta).hexdigest()
+
+
+class BackgroundCommit:
+    """A :func:`commit_base` running as a background process (see :func:`start_commit_base`)."""
+
+    def __init__(self, argv: list[str], skip_file: Path | None) -> None:
+        log.debug("run (background): %s", " ".join(argv))
+        self.argv = argv
+        self.skip_file = skip_file
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait(self) -> str | None:
+        """The commit checksum, or ``None`` if ostree failed (logged)."""
+        out, err = self.proc.communicate()
+        self._cleanup()
+        if self.proc.returncode != 0:
+            log.warning("background base commit failed: %s", err.strip())
+            return None
+        return out.strip()
+
+    def cancel(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self.skip_file is not None:
+            self.skip_file.unlink(missing_ok=True)
+            self.skip_file = None
+
+
+def start_commit_base(repo: Path, tree: Path, skip: Sequence[str] = (),
+                      selinux_policy: Path | None = None) -> BackgroundCommit:
+    """:func:`commit_base` in the background; ``wait()`` on the result gives the checksum."""
+    argv = ["ostree", *_base_argv(tree, selinux_policy), f"--repo={repo}"]
+    skip_file = None
+    if skip:
+        skip_file = tree.parent / f".skip-bg-{os.getpid()}-{id(argv)}"
+        skip_file.write_text("".join(f"{p}\n" for p in skip))
+        argv.append(f"--skip-list={skip_file}")
+    return BackgroundCommit(argv, skip_file)
 
 
 def has_commit(repo: Path, checksum: str) -> bool:

@@ -47,6 +47,7 @@ class CommitOptions:
     # The installed tree the build started from, and where base commits are recorded (see above).
     base_tree: Path | None = None
     base_records: Path | None = None
+    pending_base: PendingBase | None = None
 
 
 def metadata(options: CommitOptions, pkgset: PackageSet) -> dict[str, Any]:
@@ -101,41 +102,119 @@ def split_unchanged(base_tree: Path, tree: Path) -> tuple[list[str], int]:
                 w.unlink()
                 removed += 1
         dirnames[:] = [d for d in dirnames if d in keep_dirs]
-    return skip, removed
+    return sorted(skip), removed
+
+
+def _selinux_dir(tree: Path) -> Path | None:
+    for sub in ("usr/etc/selinux", "etc/selinux"):
+        if (tree / sub / "config").is_file():
+            return tree / sub
+    return None
 
 
 def selinux_policy(tree: Path) -> Path | None:
-    """``tree`` when it carries an SELinux policy to label with (``usr/etc/selinux/config`` naming a
-    ``SELINUXTYPE`` whose ``file_contexts`` exists), else ``None`` (the commit stays unlabeled).
+    """``tree`` when it carries an SELinux policy to label with (``selinux/config`` under ``usr/etc`` or
+    ``etc``, naming a ``SELINUXTYPE`` whose ``file_contexts`` exists), else ``None`` (no labels).
 
     ``ostree commit --selinux-policy`` labels by path; ``/usr/etc`` gets its own paths' labels and
     ostree relabels it as ``/etc`` when it deploys (``merge_configuration`` in ostree-sysroot-deploy.c).
     """
-    config = tree / "usr/etc/selinux/config"
-    if not config.is_file():
+    selinux = _selinux_dir(tree)
+    if selinux is None:
         return None
-    kind = next((line.split("=", 1)[1].strip() for line in config.read_text().splitlines()
+    kind = next((line.split("=", 1)[1].strip() for line in (selinux / "config").read_text().splitlines()
                  if line.strip().startswith("SELINUXTYPE=")), "targeted")
-    contexts = tree / "usr/etc/selinux" / kind / "contexts/files/file_contexts"
-    return tree if contexts.is_file() else None
+    return tree if (selinux / kind / "contexts/files/file_contexts").is_file() else None
 
 
 def _policy_digest(policy: Path | None) -> str:
-    if policy is None:
+    selinux = _selinux_dir(policy) if policy is not None else None
+    if selinux is None:
         return ""
     h = hashlib.sha256()
-    for path in sorted((policy / "usr/etc/selinux").rglob("*")):
+    for path in sorted(selinux.rglob("*")):
         if path.is_file():
-            h.update(str(path.relative_to(policy)).encode() + b"\0" + path.read_bytes())
+            h.update(str(path.relative_to(selinux)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
+# /usr paths ostree prep always turns into symlinks: never part of a base.
+PREP_RETYPED = ("usr/local", "usr/lib/sysimage/rpm")
+
+
+def expected_skip(base_tree: Path) -> list[str]:
+    """The skip list :func:`split_unchanged` gives when the stages remove nothing from ``/usr``."""
+    skip = [f"/{p.name}" for p in base_tree.iterdir() if p.name != "usr"]
+    skip += [f"/{p}" for p in PREP_RETYPED if (base_tree / p).is_dir() and not (base_tree / p).is_symlink()]
+    return sorted(skip)
+
+
+@dataclass
+class PendingBase:
+    """A base commit of a cached tree, known from a record or being written in the background.
+
+    Started before the stages run (it only reads the cache entry), so compressing ``/usr`` overlaps
+    with customization; :func:`apply` uses it when the real skip list and policy turn out as expected.
+    """
+
+    repo: Path
+    base_tree: Path
+    record: Path
+    skip: list[str]
+    policy_digest: str
+    checksum: str | None = None
+    job: ostree.BackgroundCommit | None = None
+
+    def result(self) -> str | None:
+        """The base commit, or ``None`` when the background commit failed (the caller makes one)."""
+        if self.checksum is None and self.job is not None:
+            self.checksum = self.job.wait()
+            self.job = None
+            if self.checksum is not None:
+                write_entry(self.record, {"commit": self.checksum})
+        return self.checksum
+
+    def cancel(self) -> None:
+        """Stop an unfinished background commit (its objects stay as unreferenced leftovers)."""
+        if self.job is not None:
+            self.job.cancel()
+            self.job = None
+
+
+def _record_path(records: Path, repo: Path, base_tree: Path, skip: list[str], policy_digest: str) -> Path:
+    key = hashlib.sha256(json.dumps([str(repo.resolve()), skip, policy_digest]).encode()).hexdigest()
+    return records / f"{base_tree.name}-{key[:16]}.json"
+
+
+def start_base(repo: Path, base_tree: Path, records: Path) -> PendingBase:
+    """Find or start (in the background) the base commit for ``base_tree`` in ``repo``."""
+    ostree.ensure_repo(repo)
+    skip = expected_skip(base_tree)
+    policy = selinux_policy(base_tree)
+    digest = _policy_digest(policy)
+    record = _record_path(records, repo, base_tree, skip, digest)
+    pending = PendingBase(repo, base_tree, record, skip, digest)
+    if record.exists():
+        checksum = str(json.loads(record.read_text())["commit"])
+        if ostree.has_commit(repo, checksum):
+            pending.checksum = checksum
+            return pending
+    pending.job = ostree.start_commit_base(repo, base_tree, skip, policy)
+    return pending
+
+
 def _base_commit(options: CommitOptions, skip: list[str], policy: Path | None) -> str:
-    """The base commit of ``options.base_tree`` minus ``skip`` in this repository (made once, then recorded).
-    Labels come from the prepared tree's policy (they depend only on paths), so base and overlay agree."""
+    """The base commit for the real ``skip`` and policy: the pending one when it matches, else made now."""
     assert options.base_tree is not None and options.base_records is not None
-    key = hashlib.sha256(json.dumps([str(options.repo.resolve()), skip, _policy_digest(policy)]).encode()).hexdigest()
-    record = options.base_records / f"{options.base_tree.name}-{key[:16]}.json"
+    digest = _policy_digest(policy)
+    pending = options.pending_base
+    if pending is not None and pending.skip == skip and pending.policy_digest == digest:
+        checksum = pending.result()
+        if checksum is not None:
+            return checksum
+    if pending is not None:
+        pending.cancel()
+    record = _record_path(options.base_records, options.repo, options.base_tree, skip, digest)
     if record.exists():
         checksum = str(json.loads(record.read_text())["commit"])
         if ostree.has_commit(options.repo, checksum):
