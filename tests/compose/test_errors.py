@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,26 @@ def test_failed_install_leaves_no_ref_no_tree_and_no_cache_entry(tmp_path: Path,
     trees = tmp_path / "cache" / "trees"
     assert not trees.exists() or not any(trees.iterdir()), "a failed install must not leave a cached tree"
     assert not list((tmp_path / "cache").glob("dnf-*")), "dnf workspaces must be removed"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 6 MB tmpfs: too small for the example's packages (the suite runs as root, as CI does)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path: Path, repo_file: Path, small_disk: Path) -> None:
+    proc = cli("build", str(EXAMPLE), "--var", "channel=stable", "--repos", str(repo_file),
+               "--ostree-repo", str(tmp_path / "repo"), "--cache-dir", str(small_disk / "cache"))
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "space" in lines[0], proc.stderr
+    assert ostree.refs(tmp_path / "repo") == []
+    assert not list((small_disk / "cache").glob("build-*"))
+    assert not any((small_disk / "cache" / "trees").iterdir())
