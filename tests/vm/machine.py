@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,9 @@ class Machine:
     _shell: socket.socket | None = field(default=None, repr=False)
     _shell_buf: bytes = field(default=b"", repr=False)
     _seq: int = field(default=0, repr=False)
-    boots: int = field(default=0)
+    _powered: bool = field(default=False, repr=False)
+    _watcher: threading.Thread | None = field(default=None, repr=False)
+    starts: int = field(default=0)
 
     @property
     def disk(self) -> Path:
@@ -79,7 +82,7 @@ class Machine:
             "-drive", f"file={self.disk},if=virtio,format=qcow2,cache=unsafe",
             "-netdev", "user,id=n0",
             "-device", "virtio-net-pci,netdev=n0",
-            "-chardev", f"file,id=con,path={self.console_log}",
+            "-chardev", f"file,id=con,path={self.console_log},append=on",
             "-serial", "chardev:con",
             "-device", "virtio-serial-pci",
             "-chardev", f"socket,id=sh,path={self.shell_sock},server=on,wait=off",
@@ -87,32 +90,53 @@ class Machine:
             "-display", "none",
             "-monitor", "none",
             "-nodefaults",
+            "-no-reboot",
         ]  # fmt: skip
 
     def start(self) -> None:
-        """Power on (the console log of the previous run is kept as ``console.<n>.log``)."""
+        """Power on. Guest reboots restart QEMU (``-no-reboot``): a cold boot of the same disk and NVRAM.
+
+        QEMU's warm reset of OVMF under TCG with two vCPUs sometimes never reaches the boot loader,
+        so the harness turns each guest reboot into a fresh QEMU process; the console log is appended.
+        """
         if self.running:
             raise MachineError("machine is already running")
         self._prepare()
-        if self.console_log.exists():
-            self.console_log.rename(self.workdir / f"console.{self.boots}.log")
-        self.console_log.write_bytes(b"")
-        self.shell_sock.unlink(missing_ok=True)
-        self.boots += 1
         self._close_shell()
+        self._powered = True
+        self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="qemu-watch", daemon=True)
+        self._watcher.start()
+
+    def _spawn(self) -> None:
+        self.shell_sock.unlink(missing_ok=True)
+        self.starts += 1
         with (self.workdir / "qemu.stderr").open("ab") as err:
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=err, stderr=err)
 
+    def _watch(self) -> None:
+        while self._powered and self.proc is not None:
+            rc = self.proc.wait()
+            if not self._powered:
+                return
+            if rc != 0:  # QEMU itself failed: stay off, waits report it
+                self._powered = False
+                return
+            self._spawn()  # the guest rebooted (or powered off): boot again
+
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self._powered and self.proc is not None
 
     def power_cut(self) -> None:
         """SIGKILL QEMU: the guest loses power mid-whatever, exactly like pulling the plug."""
+        self._powered = False
         if self.proc is not None:
             if self.proc.poll() is None:
                 os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
+        if self._watcher is not None:
+            self._watcher.join(timeout=30)
         self._close_shell()
         self.proc = None
 
@@ -185,25 +209,27 @@ class Machine:
                 chunk = s.recv(65536)
             except socket.timeout:
                 continue
+            except OSError:  # QEMU restarted for a guest reboot: the old socket is gone
+                chunk = b""
             if not chunk:
                 self._close_shell()
-                s = self._connect(timeout)
-                continue
+                raise MachineError("the shell connection closed (the guest is rebooting)")
             self._shell_buf += chunk
 
     def wait_shell(self, timeout: float) -> None:
         """Wait until the root shell on hvc0 answers (the system reached multi-user with our getty)."""
-        s = self._connect(timeout)
         deadline = time.monotonic() + timeout
         while True:
             self._seq += 1
             token = f"FS_READY_{self._seq}"
-            s.sendall(f"\nstty -echo; echo {token[:3]}''{token[3:]}\n".encode())
             try:
+                s = self._connect(max(1.0, deadline - time.monotonic()))
+                s.sendall(f"\nstty -echo; echo {token[:3]}''{token[3:]}\n".encode())
                 self._read_until(re.compile(token.encode()), timeout=3)
                 return
-            except MachineError:
-                if time.monotonic() > deadline:
+            except (MachineError, OSError):
+                self._close_shell()
+                if time.monotonic() > deadline or not self.running:
                     raise
 
     def run(self, command: str, timeout: float = 60, *, check: bool = True) -> tuple[int, str]:
@@ -212,7 +238,11 @@ class Machine:
         self._seq += 1
         n = self._seq
         start = f"FS_BEGIN_{n}"
-        s.sendall(f"echo {start[:3]}''{start[3:]}; {command}; echo FS_END_$(( {n} ))_$?\n".encode())
+        try:
+            s.sendall(f"echo {start[:3]}''{start[3:]}; {command}; echo FS_END_$(( {n} ))_$?\n".encode())
+        except OSError as err:
+            self._close_shell()
+            raise MachineError(f"the shell connection failed ({err}); is the guest rebooting?") from err
         self._read_until(re.compile(start.encode() + rb"\r?\n"), timeout)
         m = self._read_until(re.compile(rb"(?s)(.*?)FS_END_" + str(n).encode() + rb"_(\d+)"), timeout)
         out = m.group(1).decode(errors="replace").replace("\r\n", "\n")
