@@ -54,9 +54,17 @@ class BootCount:
 
     def attempts_left(self) -> Optional[int]:
         """Boots of the current default entry still to come after this one (None when not armed)."""
-        if self.counter is None:
-            return None
-        return max(self.counter, 0)
+        return attempts_left(self.counter)
+
+
+def attempts_left(counter: Union[int, str, None]) -> Optional[int]:
+    """Boots still to come after this one for a ``boot_counter`` value (None when unset, 0 if garbled)."""
+    if counter is None:
+        return None
+    try:
+        return max(int(counter), 0)
+    except ValueError:
+        return 0
 
 
 def read(grubenv_path: PathArg) -> BootCount:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
-from greenboot import atomic
+from greenboot import atomic, bootcount
 from greenboot.layout import Layout
 from greenboot.scripts import PhaseResult
 
@@ -48,12 +48,7 @@ class BootReport:
         return replace(self, phases=phases, verdict=verdict or self.verdict)
 
     def attempts_left(self) -> Optional[int]:
-        if self.boot_counter is None:
-            return None
-        try:
-            return max(int(self.boot_counter), 0)
-        except ValueError:
-            return 0
+        return bootcount.attempts_left(self.boot_counter)
 
     def failed_required(self) -> List[str]:
         check = self.phases.get("check")

@@ -35,12 +35,7 @@ class Status:
 
     @property
     def attempts_left(self) -> Optional[int]:
-        if self.boot_counter is None:
-            return None
-        try:
-            return max(int(self.boot_counter), 0)
-        except ValueError:
-            return 0
+        return bootcount.attempts_left(self.boot_counter)
 
     @property
     def verdict(self) -> str:
