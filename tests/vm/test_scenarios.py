@@ -151,6 +151,7 @@ def test_power_cuts_during_pull_after_staging_and_during_finalize_leave_a_health
     assert device.agent()["booted"]["version"] == "2.0.0"
 
 
+@pytest.mark.timeout(480)  # not yet seen passing (see docs/images.md): fail fast, keep the suite in budget
 def test_update_over_a_slow_link_that_cuts_connections_completes_with_bytes_close_to_the_delta(
     lab: Lab, device: Device
 ) -> None:
