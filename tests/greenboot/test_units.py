@@ -65,6 +65,15 @@ def test_health_check_gates_boot_complete_and_fails_into_redboot() -> None:
     assert reboot["ExecStart"][-1] == "reboot-check"
 
 
+def test_units_with_a_success_action_go_inactive_so_systemd_takes_it() -> None:
+    # systemd runs SuccessAction= when the unit becomes inactive; RemainAfterExit=yes keeps a oneshot
+    # "active (exited)" forever, and the red boot never reboots (seen in the VM tier).
+    with_action = [p.name for p in install.unit_files(grub_menu=True) if "SuccessAction" in unit(p.name)]
+    assert "redboot-auto-reboot.service" in with_action
+    for name in with_action:
+        assert unit(name).get("RemainAfterExit", ["no"]) == ["no"], name
+
+
 def test_fallback_check_runs_before_the_health_check_and_success_marking() -> None:
     u = unit("greenboot-rpm-ostree-grub2-check-fallback.service")
     assert set(u["Before"]) == {"greenboot-healthcheck.service", "greenboot-grub2-set-success.service"}
