@@ -501,6 +501,7 @@ class Agent:
                 existing = self._target_deployment(state)
             if existing is None:
                 raise AgentError(f"deployment of {state.target.checksum[:12]} did not appear after staging")
+            self.backend.arm_finalizer()
         except UserError as err:
             return self._fail(state, "stage", err)
         self._say("staged", f"{state.target.version} staged as the next boot ({self.backend.name})",

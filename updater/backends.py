@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from greenboot.external import run
 from updater import rpmostree
 from updater.ostree import Deployment, Sysroot
 
@@ -25,6 +26,17 @@ class OstreeBackend:
 
     def stage(self, osname: str, checksum: str) -> None:
         self.sysroot.deploy(osname, checksum, stage=self.staged)
+
+    def arm_finalizer(self) -> None:
+        """Make sure a staged deployment is finalized at the next shutdown.
+
+        ostree finalizes it when ``ostree-finalize-staged.service`` stops; its ``.path`` unit starts the
+        service asynchronously after ``deploy --stage``, and a reboot right after staging can win that
+        race (the update is then silently dropped: seen in the VM tier). rpm-ostree starts the unit
+        itself; here we do. Idempotent: starting an active unit changes nothing.
+        """
+        if self.staged:
+            run(["systemctl", "start", "ostree-finalize-staged.service"], timeout=120)
 
     def discard(self, deployment: Deployment) -> None:
         self.sysroot.undeploy(deployment.index)
@@ -44,6 +56,9 @@ class RpmOstreeBackend:
 
     def stage(self, osname: str, checksum: str) -> None:
         rpmostree.deploy(checksum)
+
+    def arm_finalizer(self) -> None:
+        """rpm-ostree's daemon starts ``ostree-finalize-staged.service`` when it stages."""
 
     def discard(self, deployment: Deployment) -> None:
         if deployment.index == 0 and deployment.staged:
