@@ -69,7 +69,7 @@ class PublishRequest:
     valid_days: int = DEFAULT_VALID_DAYS
     allow_downgrade: bool | None = None
     recover: bool = False
-    #: The from-scratch delta; only benchmarks that measure update deltas turn it off.
+    #: The from-scratch delta (``--no-scratch-delta``: skip it; big trees take minutes to compute).
     scratch_delta: bool = True
 
 
@@ -448,6 +448,8 @@ def refresh(release_dir: Path, keys: Sequence[Path], *, valid_days: int = DEFAUL
 @click.option("--rollout-hours", type=float, help="Phase the rollout in over this many hours.")
 @click.option("--deltas-from", type=int, default=DEFAULT_DELTAS_FROM, show_default=True,
               help="Static deltas from this many previous releases (plus one from scratch).")
+@click.option("--scratch-delta/--no-scratch-delta", default=True, show_default=True,
+              help="Also a from-scratch delta (a new device's first pull in one file; minutes for a big tree).")
 @click.option("--gpg-key", help="Also GPG-sign the commit and summary with this key id (ostree gpg-sign).")
 @click.option("--gpg-homedir", type=click.Path(file_okay=False, path_type=Path), help="GnuPG home for --gpg-key.")
 @click.option("--valid-days", type=int, default=DEFAULT_VALID_DAYS, show_default=True,
@@ -461,7 +463,7 @@ def refresh(release_dir: Path, keys: Sequence[Path], *, valid_days: int = DEFAUL
 def publish_command(
     release_dir: Path, channel: str, keys: tuple[Path, ...], build_repo: Path | None, ref: str | None,
     commit: str | None, version: str | None, barrier: bool, rollout_hours: float | None, deltas_from: int,
-    gpg_key: str | None, gpg_homedir: Path | None, valid_days: int, allow_downgrade: bool | None,
+    scratch_delta: bool, gpg_key: str | None, gpg_homedir: Path | None, valid_days: int, allow_downgrade: bool | None,
     withdraw_version: str | None, do_refresh: bool, recover: bool, as_json: bool,
 ) -> None:
     """Publish a commit as a signed release (or withdraw one, or refresh the catalog)."""
@@ -483,8 +485,9 @@ def publish_command(
         raise PublishError("publishing needs --ostree-repo and --ref (or use --withdraw / --refresh)")
     result = publish(PublishRequest(
         build_repo=build_repo, ref=ref, channel=channel, release_dir=release_dir, keys=keys, commit=commit,
-        version=version, barrier=barrier, rollout_hours=rollout_hours, deltas_from=deltas_from, gpg_key=gpg_key,
-        gpg_homedir=gpg_homedir, valid_days=valid_days, allow_downgrade=allow_downgrade, recover=recover,
+        version=version, barrier=barrier, rollout_hours=rollout_hours, deltas_from=deltas_from,
+        scratch_delta=scratch_delta, gpg_key=gpg_key, gpg_homedir=gpg_homedir, valid_days=valid_days,
+        allow_downgrade=allow_downgrade, recover=recover,
     ), progress=None if as_json else lambda line: click.echo(f"fieldshift: {line}", err=True))
     if as_json:
         click.echo(json.dumps(result.to_json()))

@@ -192,3 +192,18 @@ def test_a_second_publish_while_one_runs_is_refused(one_release: Path, builds: B
         with pytest.raises(publish.PublishError, match="another publish .* is running"):
             publish.publish(_request(builds, one_release, keypair.private_key, commit=builds.commits[2]))
     assert not (one_release / ".publish-journal").exists()
+
+
+def test_no_scratch_delta_publishes_only_the_update_deltas(tmp_path: Path, builds: Builds, keypair) -> None:
+    release_dir = tmp_path / "rel"
+    for commit in builds.commits[:2]:
+        proc = _cli("publish", "--ostree-repo", str(builds.repo), "--ref", builds.ref, "--commit", commit,
+                    "--channel", "stable", "--release-dir", str(release_dir), "--key", str(keypair.private_key),
+                    "--no-scratch-delta")
+        assert proc.returncode == 0, proc.stderr
+    raw = (release_dir / "catalog.json").read_bytes()
+    newest = cat.parse(raw).channel("stable").releases[-1]
+    assert [d.from_commit for d in newest.deltas] == [builds.commits[0]]
+    # ostree names a delta's directory FROM-TO, a from-scratch one TO alone.
+    supers = [p.parent.name for p in (release_dir / "repo" / "deltas").rglob("superblock")]
+    assert len(supers) == 1 and "-" in supers[0], supers
