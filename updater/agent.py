@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -403,7 +404,7 @@ class Agent:
             return self._save(state.update(last_error="", progress={
                 **state.progress, "waiting_for_window": _iso(opening) if opening else ""}))
         try:
-            self._bound_release(state)
+            release = self._bound_release(state)
         except catalog_mod.CatalogError as err:
             return self._abandon(state, err.message)
         repo = str(state.progress.get("repo") or "")
@@ -418,10 +419,11 @@ class Agent:
                     options = {"low-speed-limit-bytes": str(self.cfg.low_speed_limit_bytes),
                                "low-speed-time-seconds": str(self.cfg.low_speed_time_seconds)}
                     self.sysroot.set_remote(self.cfg.remote_name, repo, options)
-                    summary = self.sysroot.pull(self.cfg.remote_name, checksum, retries=self.cfg.pull_retries,
-                                                low_speed_limit=self.cfg.low_speed_limit_bytes,
-                                                low_speed_time=self.cfg.low_speed_time_seconds,
-                                                progress=self._progress_writer(started))
+                    summary = self._fetch_delta(state, release, repo, started) or \
+                        self.sysroot.pull(self.cfg.remote_name, checksum, retries=self.cfg.pull_retries,
+                                          low_speed_limit=self.cfg.low_speed_limit_bytes,
+                                          low_speed_time=self.cfg.low_speed_time_seconds,
+                                          progress=self._progress_writer(started))
                 else:
                     summary = self.sysroot.pull_local(Path(repo), checksum)
             else:
@@ -443,6 +445,29 @@ class Agent:
         return self._save(state.update(phase=DOWNLOADED, failures=0, last_error="", retry_after="",
                                        progress={"repo": repo, "state": "done", "summary": summary,
                                                  "seconds": round(secs, 1)}))
+
+    def _fetch_delta(self, state: State, release: catalog_mod.Release, repo_url: str, started: datetime) -> str:
+        """Fetch the static delta from the booted commit ourselves, when the catalog lists one.
+
+        libostree 2022.x pulls the new objects loose on top of the delta (ostreedev/ostree#2680) and
+        restarts a broken delta part from zero; :mod:`updater.delta` moves exactly the delta's bytes and
+        resumes a cut transfer with a ``Range`` request. Returns "" when there is no such delta (then
+        ``ostree pull`` fetches whatever the summary offers).
+        """
+        from_commit = state.from_deployment.split(".", 1)[0] if state.from_deployment else ""
+        if not from_commit or release.delta_from(from_commit) is None or not self.sysroot.has_commit(from_commit):
+            return ""
+        from updater import delta  # imported here: a device that is not downloading does not pay for it
+
+        cache = self.cfg.paths.state_dir / "downloads"
+        limits = delta.LinkLimits(timeout=float(self.cfg.http_timeout_seconds),
+                                  low_speed_limit=self.cfg.low_speed_limit_bytes,
+                                  low_speed_time=float(self.cfg.low_speed_time_seconds))
+        result = delta.fetch_and_apply(repo_url, self.sysroot.repo, release, from_commit, cache_dir=cache,
+                                       limits=limits, attempts=self.cfg.pull_retries + 1,
+                                       progress=self._progress_writer(started))
+        shutil.rmtree(cache, ignore_errors=True)  # leftovers of an abandoned target included
+        return f"static delta of {result.delta_size} bytes, {result.bytes_fetched} fetched in this attempt"
 
     def _progress_writer(self, started: datetime) -> Callable[[int], None]:
         path = self.cfg.paths.state_dir / "progress.json"

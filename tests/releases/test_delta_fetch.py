@@ -32,6 +32,7 @@ def test_update_moves_exactly_the_signed_delta_size_even_across_a_dropped_connec
     c1, c2, c3 = published.builds.commits
     release = _catalog(published).channel("stable").release("1.2")
     expected = release.delta_from(c2)
+    assert expected is not None
     repo = _device_repo(tmp_path / "device", published, c2)
     part = f"/repo/{delta.delta_path(c2, c3)}/0"
     with StaticServer(published.release_dir) as server:
@@ -53,8 +54,10 @@ def test_update_moves_exactly_the_signed_delta_size_even_across_a_dropped_connec
 def test_a_server_sending_more_than_the_signed_size_is_refused(published: Published, tmp_path: Path) -> None:
     c1, c2, c3 = published.builds.commits
     real = _catalog(published).channel("stable").release("1.2")
+    real_delta = real.delta_from(c2)
+    assert real_delta is not None
     lying = cat.Release(real.version, real.ref, real.commit, real.published,
-                        deltas=(cat.Delta(c2, real.delta_from(c2).size // 2),))
+                        deltas=(cat.Delta(c2, real_delta.size // 2),))
     repo = _device_repo(tmp_path / "device", published, c2)
     with StaticServer(published.release_dir) as server, pytest.raises(delta.DeltaFetchError, match="signed catalog"):
         delta.fetch_and_apply(f"{server.url}/repo", repo, lying, c2, cache_dir=tmp_path / "cache")
