@@ -195,8 +195,29 @@ def _due(state: Any) -> bool:
     return datetime.now(timezone.utc) >= when
 
 
-def _serve(cfg: config_mod.AgentConfig) -> int:
-    """The service loop: reconcile, READY=1, then a step whenever due; watchdog pings throughout."""
+def _config_files(explicit: Sequence[Path] | None) -> list[Path]:
+    return list(explicit) if explicit else config_mod.dropin_files()
+
+
+def _config_signature(files: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
+    sig = []
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            sig.append((str(path), -1, -1))
+            continue
+        sig.append((str(path), st.st_mtime_ns, st.st_size))
+    return tuple(sig)
+
+
+def _serve(cfg: config_mod.AgentConfig, explicit: Sequence[Path] | None = None) -> int:
+    """The service loop: reconcile, READY=1, then a step whenever due; watchdog pings throughout.
+
+    The configuration is read again before a step when a drop-in was added, changed or removed, so
+    ``/etc/fieldshift/agent.d`` edits (a new release URL, say) apply without restarting the service;
+    an invalid edit is reported and the last good configuration kept.
+    """
     from updater.state import StateStore
 
     _preload()
@@ -228,9 +249,21 @@ def _serve(cfg: config_mod.AgentConfig) -> int:
     notifier.ready(f"phase {state.phase}")
     next_advance = 0.0
     full_checks = 0
+    signature = _config_signature(_config_files(explicit))
     while not stop.is_set():
         requests_ = _take_requests(cfg)
         if requests_ or (time.monotonic() >= next_advance and _due(state)):
+            now_sig = _config_signature(_config_files(explicit))
+            if now_sig != signature:
+                signature = now_sig
+                try:
+                    cfg = config_mod.load(explicit) if explicit else config_mod.load()
+                    client.close()
+                    client = HttpClient(timeout=float(cfg.http_timeout_seconds))
+                    print(f"{PROG}: configuration changed, reloaded", file=sys.stderr)
+                except UserError as err:
+                    print(f"{PROG}: configuration changed but not reloaded, keeping the last good one: "
+                          f"{err.message}", file=sys.stderr)
             # The first poll of the process is always a full step, later ones may take the quick path.
             if requests_ or not full_checks or not quick_poll(cfg, store, client, rng):
                 full_checks += 1
@@ -285,7 +318,7 @@ def _main(argv: list[str]) -> int:
         raise
     try:
         if args.command == "run":
-            return _serve(cfg)
+            return _serve(cfg, args.config)
         from updater.agent import Agent
 
         agent = Agent(cfg)

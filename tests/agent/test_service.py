@@ -24,7 +24,7 @@ def test_run_notifies_ready_applies_the_update_and_stops_cleanly_on_sigterm(
         sock.settimeout(60)
         proc = dev.popen("run", env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "3000000"})
         try:
-            messages = []
+            messages: list[bytes] = []
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not any(b"READY=1" in m for m in messages):
                 messages.append(sock.recv(4096))
@@ -81,3 +81,32 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     for setting in ("Type=notify", "WatchdogSec=", "ProtectSystem=strict", "PrivateTmp=yes", "NoNewPrivileges=yes"):
         assert setting in service
     assert "Before=microshift.service" in (UNITS / "fieldshift-agent-reconcile.service").read_text()
+
+
+def test_service_applies_a_changed_config_without_a_restart(site_and_device: tuple[ReleaseSite, Device],
+                                                            tmp_path: Path) -> None:
+    """A drop-in edited while the service runs (the release source, here) is what the next step uses."""
+    site, dev = site_and_device
+    site.publish("2")
+    empty = tmp_path / "nowhere"
+    empty.mkdir()
+    dev.config.update(reboot_strategy="manual", source_dir=str(empty))
+    dev.write_config()
+    proc = dev.popen("run")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not dev.state().get("last_error"):
+            time.sleep(0.1)
+        assert dev.state()["phase"] == "idle" and dev.state()["last_error"], dev.state()
+        dev.config.update(source_dir=str(site.release_dir))
+        dev.write_config()
+        queued = dev.cli("update")
+        assert queued.returncode == 0 and "running agent" in queued.stderr
+        while time.monotonic() < deadline and dev.state()["phase"] != "staged":
+            time.sleep(0.1)
+        assert dev.state()["phase"] == "staged", dev.state()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        out, err = proc.communicate()
+    assert "configuration changed, reloaded" in err
