@@ -155,8 +155,6 @@ def test_power_cuts_during_pull_after_staging_and_during_finalize_leave_a_health
     assert device.agent()["booted"]["version"] == "2.0.0"
 
 
-@pytest.mark.xfail(reason="issue 7: update behind the throttling/cutting proxy not yet seen completing", strict=False)
-@pytest.mark.timeout(480)  # not yet seen passing (see docs/images.md): fail fast, keep the suite in budget
 def test_update_over_a_slow_link_that_cuts_connections_completes_with_bytes_close_to_the_delta(
     lab: Lab, device: Device
 ) -> None:
@@ -178,6 +176,10 @@ def test_update_over_a_slow_link_that_cuts_connections_completes_with_bytes_clos
         proxy.settle()
         moved = sum(d.delivered for d in proxy.log if "/link/repo/" in d.path)
         hits = proxy.faults_hit()
-    assert any(h.fault == "reset" for h in hits), hits
+        loose = [d.path for d in proxy.log if "/objects/" in d.path]
+    assert [h.fault for h in hits if h.fault == "reset"] == ["reset", "reset"], hits
     print(f"\n[vm tier] bad link: delta {delta} B, repo bytes moved {moved} B ({moved / delta:.2f}x)")
-    assert moved <= 2 * delta + 256 * 1024, f"moved {moved} B for a {delta} B delta"
+    assert not loose, f"objects fetched loose next to the delta: {loose[:5]}"
+    # The delta once, plus at most what each cut delivered before the reset (a reset can lose it).
+    cut = sum(h.delivered for h in hits if h.fault == "reset")
+    assert delta <= moved <= delta + cut + 4096, f"moved {moved} B for a {delta} B delta ({cut} B cut)"
