@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ from typing import Callable, Iterator, Sequence
 
 import click
 
+from builder import deltapack
 from builder import ostree as build_ostree
 from greenboot import atomic
 from greenboot.errors import UserError
@@ -44,6 +46,8 @@ LOCK_NAME = ".publish.lock"
 JOURNAL_NAME = ".publish-journal"
 DEFAULT_DELTAS_FROM = 3
 DEFAULT_VALID_DAYS = 30
+
+log = logging.getLogger("fieldshift.publish")
 
 
 class PublishError(UserError):
@@ -124,6 +128,13 @@ def _generate_delta(repo: Path, from_commit: str | None, to_commit: str) -> cat.
     # is also what lets a delta be applied offline from a bundle. --if-not-exists: ostree writes the
     # superblock last, so an existing one means a complete delta (safe to reuse after a crash).
     _ostree(repo, "static-delta", "generate", *src, f"--to={to_commit}", "--min-fallback-size=0", "--if-not-exists")
+    # libostree packs parts with xz preset 6 and sends some changed files as rollsum literals; repacked
+    # harder, with those as bsdiff, a one-package update is ~12 % smaller (builder.deltapack).
+    # Idempotent, and crash-safe in the same sense: a delta without its superblock is regenerated.
+    try:
+        deltapack.repack(delta_dir(repo, from_commit, to_commit), repo=repo)
+    except deltapack.DeltaPackError as err:  # raised before anything is written: ostree's delta stands
+        log.warning("static delta to %s kept as libostree packed it: %s", to_commit[:12], err)
     return cat.Delta(from_commit=from_commit, size=delta_size(repo, from_commit, to_commit))
 
 
