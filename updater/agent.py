@@ -603,7 +603,7 @@ class Agent:
         target = self._target_deployment(state)
         if target is None or (target.index != 0 and not target.staged):
             # The staged deployment vanished (e.g. a staged deploy lost to a power cut): stage again.
-            return self._save(state.update(phase=PROTECTED, staged_deployment=""))
+            return self._save(self._stage_again(state))
         if self.cfg.reboot_strategy == "fleet_lock" and not force:
             try:
                 self.fleet_lock().lock(self.http)
@@ -670,8 +670,17 @@ class Agent:
             # A staged deployment never finalized (power cut before shutdown): stage it again.
             self._say("step_failed", "the staged deployment did not survive the last boot; staging again",
                       priority="warning")
-            return self._save(state.update(phase=PROTECTED, staged_deployment=""))
+            return self._save(self._stage_again(state))
         return state
+
+    @staticmethod
+    def _stage_again(state: State) -> State:
+        """Back to ``protected`` (data already safe, stage next) when the staged deployment was lost.
+
+        ``retry_after`` held the staged phase's next catalog recheck (a poll interval away); left in
+        place it would hold the staging back until then, so it goes: the next step stages at once.
+        """
+        return state.update(phase=PROTECTED, staged_deployment="", retry_after="", last_error="")
 
     def confirm(self, state: State) -> State:
         from greenboot import bootcount

@@ -19,6 +19,8 @@ import pytest
 from tests.faultproxy import Fault, FaultProxy
 from tests.httpserve import StaticServer
 from tests.sim.device import Device, ReleaseSite
+from updater.agent import Agent
+from updater.backends import OstreeBackend
 
 BOUNDARIES = ("selected", "downloaded", "protected", "armed", "staged", "rebooting")
 
@@ -119,3 +121,61 @@ def test_second_agent_refuses_to_run_while_one_holds_the_lock(site_and_device: t
         assert queued.returncode == 0 and (dev.state_dir / "requests" / "reboot").exists()
     finally:
         _kill(proc)
+
+
+
+class _FinalizedAtShutdown(OstreeBackend):
+    """The ostree backend of a booted device (``staged``: ostree writes the deployment to the bootloader
+    only at shutdown, so a power cut before that loses it); a sysroot in a directory has no shutdown,
+    so it deploys directly and the test removes the deployment to play the lost one."""
+
+    def stage(self, osname: str, checksum: str) -> None:
+        self.sysroot.deploy(osname, checksum, stage=False)
+
+    def arm_finalizer(self) -> None:
+        pass
+
+
+def _live_agent(dev: Device) -> Agent:
+    agent: Agent = dev.agent()
+    agent._backend = _FinalizedAtShutdown(agent.sysroot, staged=True)
+    return agent
+
+
+@pytest.mark.parametrize("cut_after", ["staged", "rebooting"])
+def test_staged_deployment_lost_to_a_power_cut_is_staged_again_at_once_by_the_service(
+        site_and_device: tuple[ReleaseSite, Device], cut_after: str) -> None:
+    """Seen in the VM: the staged deployment lives only until shutdown finalizes it, and a power cut
+    before (or during) that loses it. Reconcile notices at boot and goes back to staging; the service's
+    next, unforced step must stage again then, not once the catalog recheck the staged phase had
+    scheduled is due (a poll interval later: an hour by default). And the lost deployment is no failed
+    boot of the release: it is not denylisted."""
+    site, dev = site_and_device
+    dev.config.update(reboot_strategy="manual", poll_interval_seconds=86400)
+    dev.write_config()
+    site.publish("2")
+    state = _live_agent(dev).advance(force=True)
+    assert state.phase == "staged" and state.retry_after, state  # the next catalog recheck is a day away
+    if cut_after == "rebooting":
+        state = _live_agent(dev).maybe_reboot(state, force=True)
+        assert state.phase == "rebooting" and dev.reboots_requested == 1
+    lost = [d for d in dev.deployments() if d.version == "2"]   # the power cut: never finalized
+    assert len(lost) == 1
+    # undeploy prunes the repo too; a lost staged deployment leaves the pulled commit: keep it.
+    repo = f"--repo={dev.root}/ostree/repo"
+    subprocess.run(["ostree", "refs", repo, "--create=test/keep", lost[0].checksum], check=True)
+    subprocess.run(["ostree", "admin", "undeploy", f"--sysroot={dev.root}", str(lost[0].index)], check=True,
+                   capture_output=True)
+    subprocess.run(["ostree", "refs", repo, "--delete", "test/keep"], check=True)
+
+    assert dev.boot(reconcile=lambda: _live_agent(dev).reconcile()).version == "1"
+    state = dev.state_obj()
+    assert state.phase == "protected" and not state.denylist, state
+    state = _live_agent(dev).advance()           # the service's next step, unforced
+    assert state.phase == "staged", state
+    assert [d.version for d in dev.deployments()] == ["2", "1"]
+    state = _live_agent(dev).maybe_reboot(state, force=True)    # `fieldshift-agent reboot`
+    assert state.phase == "rebooting"
+    assert dev.boot(reconcile=lambda: _live_agent(dev).reconcile()).version == "2"
+    assert _live_agent(dev).advance().phase == "idle"
+    assert dev.state()["last_result"]["result"] == "success"
