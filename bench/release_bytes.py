@@ -18,8 +18,8 @@ are not counted; they add a little per request, which favours the delta's few re
 - delta: the agent's path, updater.delta (superblock + parts, then ``ostree static-delta apply-offline``);
 - object pull: ``ostree pull --disable-static-deltas`` by checksum (no deltas): commit, dirtrees,
   dirmetas, file objects, each a request;
-- stock ostree pull with deltas (not our agent): on ostree 2022.7 it also fetches objects loose
-  (ostreedev/ostree#2680), shown for reference only;
+- stock ostree pull with deltas (not our agent): on ostree 2022.7 it also fetches some objects
+  loose (ostreedev/ostree#2680), how many varies from run to run; shown for reference only;
 - full commit: every object of the new commit (what a device without the old one fetches);
 - lower bound: xz of a bsdiff of every changed file + xz of every new file (payload only);
 - the delta's anatomy: superblock and part sizes as published, next to libostree's own delta of
@@ -332,7 +332,7 @@ def report(f: Figures) -> str:
         "superblock, parts)",
         f"  object pull (no deltas)             {kib(f.object_pull):>14}   ({f.object_requests} requests: "
         "catalog, commit, dirtrees, files)",
-        f"  stock ostree 2022.7 pull w/ deltas  {kib(f.pull_with_deltas):>14}   (not our agent; refetches "
+        f"  stock ostree 2022.7 pull w/ deltas  {kib(f.pull_with_deltas):>14}   (not our agent; may refetch "
         "objects loose, ostree#2680)",
         f"  full commit (all objects, payload)  {kib(f.full_commit):>14}",
         f"  lower bound (xz of bsdiff + new)    {kib(f.lower_bound):>14}   (payload only)",
