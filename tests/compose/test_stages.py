@@ -156,3 +156,27 @@ def test_ostree_prep_needs_exactly_one_kernel_with_an_initramfs(tree: Path) -> N
     (tree / "usr/lib/modules/2.0/vmlinuz").unlink()
     with pytest.raises(StageError, match="no initramfs for kernel 1.0"):
         ostree_prep.apply(tree, ostree_prep.OstreePrepOptions())
+
+
+def test_payload_ships_hash_checked_bytecode_for_the_images_python(tmp_path: Path) -> None:
+    """/usr is read-only on a device: without shipped .pyc files every agent run compiles from source."""
+    import importlib.util
+    import sys
+
+    from builder.stages import fieldshift
+
+    root = tmp_path / "tree"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin" / f"python{sys.version_info.major}.{sys.version_info.minor}").touch()
+    fieldshift.install_payload(root, agent=True, greenboot=True)
+    agent = root / fieldshift.PYTHON_DIR / "updater" / "agent.py"
+    pyc = Path(importlib.util.cache_from_source(str(agent)))
+    assert pyc.is_file()
+    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b11  # PEP 552: hash-based, checked
+    assert b"/usr/lib/fieldshift/python/updater/agent.py" in pyc.read_bytes()  # the device's path in tracebacks
+
+    other = tmp_path / "other"
+    (other / "usr/bin").mkdir(parents=True)
+    (other / "usr/bin/python3.0").touch()  # an image whose Python is not the builder's: runs from source
+    fieldshift.install_payload(other, agent=True, greenboot=False)
+    assert not list((other / fieldshift.PYTHON_DIR).rglob("*.pyc"))
