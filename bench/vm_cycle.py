@@ -13,10 +13,14 @@ first run on a machine spends about three minutes in mmdebstrap).
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -26,8 +30,78 @@ from tests.vm.lab import Device, Lab, greenboot_verdict  # noqa: E402
 SETTLE = 900.0
 TARGET_COUNTER_1 = 180.0
 
+# Console markers of the boot and shutdown phases (ANSI colours stripped; systemd shortens unit names).
+MARKS = (
+    ("firmware found the disk", r"BdsDxe: starting"),
+    ("GRUB", r"Welcome to GRUB"),
+    ("kernel", r"Linux version \d"),
+    ("initrd", r"Run /init as init process"),
+    ("systemd on the real root", r"Welcome to Debian GNU/Linux 12 \(bookworm\)!"),
+    ("greenboot checks start", r"Starting .*greenboot-healthch"),
+    ("greenboot green", r"Finished .*greenboot-healthch"),
+    ("greenboot red", r"Failed to start .*greenboot-healthch"),
+    ("login prompt", r"login: "),
+    ("reboot requested", r"Reached target .*(reboot|Reboot)|Starting .*systemd-reboot"),
+    ("finalize staged deployment", r"Stopping .*ostree-finalize-s"),
+    ("guest reset", r"reboot: Restarting system"),
+)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
-def _green_on(version: str, after_boots: int = 0):  # type: ignore[no-untyped-def]
+
+class ConsoleClock:
+    """Stamps console lines with the host's clock as they arrive, to break a cycle into boot phases."""
+
+    def __init__(self, dev: Device) -> None:
+        self.dev = dev
+        self.events: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="console-clock", daemon=True)
+
+    def __enter__(self) -> ConsoleClock:
+        self.t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        log = self.dev.vm.console_log
+        offset = log.stat().st_size if log.exists() else 0
+        starts = self.dev.vm.starts
+        rest = ""
+        while not self._stop.wait(0.2):
+            now = time.monotonic() - self.t0
+            if self.dev.vm.starts != starts:
+                starts = self.dev.vm.starts
+                self.events.append((now, "QEMU power on (guest reboot)"))
+            try:
+                with log.open("rb") as fh:
+                    fh.seek(offset)
+                    data = fh.read()
+            except OSError:
+                continue
+            offset += len(data)
+            lines = (rest + data.decode(errors="replace")).split("\n")
+            rest = lines.pop()
+            for line in lines + ([rest] if rest.endswith("login: ") else []):
+                text = _ANSI.sub("", line)
+                for name, rx in MARKS:
+                    if re.search(rx, text):
+                        self.events.append((now, name))
+            if rest.endswith("login: "):
+                rest = ""
+
+    def report(self, title: str) -> None:
+        print(f"  phases of {title} (s since the update started, + since the previous mark):")
+        prev = 0.0
+        for t, name in self.events:
+            print(f"    {t:7.1f}  +{t - prev:6.1f}  {name}")
+            prev = t
+
+
+def _green_on(version: str, after_boots: int = 0) -> Callable[[Device], bool]:
     def ready(dev: Device) -> bool:
         return (
             dev.boots() > after_boots
@@ -46,26 +120,25 @@ def boot_to_verdict(lab: Lab, name: str) -> tuple[Device, float]:
     return dev, time.monotonic() - started
 
 
-def update(dev: Device, lab: Lab, release_dir: str, version: str, expect: str, **agent: object) -> float:
+def update(dev: Device, lab: Lab, release_dir: str, version: str, expect: str, clock: ConsoleClock | None = None,
+           **agent: object) -> float:
     dev.follow(lab.url(release_dir), **agent)
     before = dev.boots()
     started = time.monotonic()
-    dev.sh("systemd-run --unit=bench-update --collect fieldshift-agent update")
-    if expect == version:
-        dev.settle(_green_on(version, after_boots=before), SETTLE)
-    else:
-        bad = lab.commits[version]
+    bad = lab.commits[version]
 
-        def rolled_back(d: Device) -> bool:
-            status = d.agent()
-            return (
-                d.boots() > before
-                and status["booted"]["version"] == expect
-                and bad in status["denylist"]
-                and greenboot_verdict(d) == "green"
-            )
+    def rolled_back(d: Device) -> bool:
+        status = d.agent()
+        return (
+            d.boots() > before
+            and status["booted"]["version"] == expect
+            and bad in status["denylist"]
+            and greenboot_verdict(d) == "green"
+        )
 
-        dev.settle(rolled_back, SETTLE)
+    with clock if clock is not None else contextlib.nullcontext():
+        dev.sh("systemd-run --unit=bench-update --collect fieldshift-agent update")
+        dev.settle(_green_on(version, after_boots=before) if expect == version else rolled_back, SETTLE)
     return time.monotonic() - started
 
 
@@ -86,20 +159,25 @@ def main() -> int:
 
             dev, boot = boot_to_verdict(lab, "good")
             print(f"boot to verdict (power on -> green):  {boot:7.1f} s")
+            clock = ConsoleClock(dev)
             try:
-                good = update(dev, lab, "good", "2.0.0", "2.0.0")
+                good = update(dev, lab, "good", "2.0.0", "2.0.0", clock)
             finally:
                 dev.stop()
             print(f"update found -> green on new:         {good:7.1f} s")
+            clock.report("the good update")
 
             results = {}
             for name, attempts in (("bad3", 3), ("bad1", 1)):
                 dev, _ = boot_to_verdict(lab, name)
+                clock = ConsoleClock(dev)
                 try:
-                    results[attempts] = update(dev, lab, name, "3.0.0", "1.0.0", boot_attempts=attempts)
+                    results[attempts] = update(dev, lab, name, "3.0.0", "1.0.0", clock, boot_attempts=attempts)
                 finally:
                     dev.stop()
                 print(f"bad update -> green on old, counter {attempts}: {results[attempts]:7.1f} s")
+                if attempts == 1:
+                    clock.report("the counter-1 cycle")
             verdict = "OK" if results[1] < TARGET_COUNTER_1 else "over target"
             print(f"target counter 1 < {TARGET_COUNTER_1:.0f} s: {verdict} ({results[1]:.1f} s)")
         finally:
