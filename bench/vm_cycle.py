@@ -4,8 +4,9 @@ Prints, for the debian-edge image our builder makes:
 - boot to verdict: power on -> greenboot's verdict of the first boot is recorded;
 - update found -> green on new: ``fieldshift-agent update`` starts -> green on v2;
 - bad update -> green on old, with the boot counter at the image default (3) and at 1: the agent
-  stages v3 (its required check fails), GRUB falls back, the rollback is made permanent, v1 is green.
-Target: the whole bad-update cycle at counter 1 under 180 s on this machine.
+  stages v3 (its required check fails), GRUB falls back, the rollback is made permanent, v1 is green;
+  printed from "bad update staged" (the first shutdown the console shows) and from the update's start.
+Target (issue 7): bad update staged -> green on the old version, at counter 1, under 180 s here.
 
 Run: ``.venv/bin/python bench/vm_cycle.py`` (``FIELDSHIFT_VM_CACHE`` selects the compose cache; the
 first run on a machine spends about three minutes in mmdebstrap).
@@ -93,6 +94,10 @@ class ConsoleClock:
             if rest.endswith("login: "):
                 rest = ""
 
+    def first(self, name: str) -> float | None:
+        """Seconds from the update's start to the first ``name`` mark, or None if it never showed."""
+        return next((t for t, n in self.events if n == name), None)
+
     def report(self, title: str) -> None:
         print(f"  phases of {title} (s since the update started, + since the previous mark):")
         prev = 0.0
@@ -167,7 +172,8 @@ def main() -> int:
             print(f"update found -> green on new:         {good:7.1f} s")
             clock.report("the good update")
 
-            results = {}
+            results: dict[int, float] = {}
+            staged: dict[int, float] = {}
             for name, attempts in (("bad3", 3), ("bad1", 1)):
                 dev, _ = boot_to_verdict(lab, name)
                 clock = ConsoleClock(dev)
@@ -175,11 +181,19 @@ def main() -> int:
                     results[attempts] = update(dev, lab, name, "3.0.0", "1.0.0", clock, boot_attempts=attempts)
                 finally:
                     dev.stop()
-                print(f"bad update -> green on old, counter {attempts}: {results[attempts]:7.1f} s")
+                # The agent asks for the reboot right after staging (and arming the counter): the first
+                # shutdown on the console is where "bad update staged" ends and the cycle of boots starts.
+                staged_at = clock.first("reboot requested")
+                if staged_at is None:
+                    raise SystemExit("no reboot seen on the console after staging: cannot time the cycle")
+                staged[attempts] = results[attempts] - staged_at
+                print(f"bad update, counter {attempts}: update started -> green on old {results[attempts]:7.1f} s; "
+                      f"staged -> green on old {staged[attempts]:7.1f} s (pull and stage {staged_at:.1f} s)")
                 if attempts == 1:
                     clock.report("the counter-1 cycle")
-            verdict = "OK" if results[1] < TARGET_COUNTER_1 else "over target"
-            print(f"target counter 1 < {TARGET_COUNTER_1:.0f} s: {verdict} ({results[1]:.1f} s)")
+            verdict = "OK" if staged[1] < TARGET_COUNTER_1 else "over target"
+            print(f"target: bad update staged -> green on old at counter 1 < {TARGET_COUNTER_1:.0f} s: "
+                  f"{verdict} ({staged[1]:.1f} s; {results[1]:.1f} s counting the pull and staging)")
         finally:
             lab.close()
     return 0
