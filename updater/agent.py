@@ -520,6 +520,12 @@ class Agent:
             return self._abandon(state, err.message)
         try:
             existing = self._target_deployment(state)
+            if existing is None and not self.sysroot.has_commit(state.target.checksum):
+                # Pulled once, gone now (a lost staged deployment whose commit a cleanup pruned, a
+                # repair): deploying would fail the same way forever, so download it again.
+                self._say("step_failed", f"{state.target.version} ({state.target.checksum[:12]}) is no longer "
+                          "in the system repo; downloading it again", priority="warning")
+                return self._save(state.update(phase=SELECTED, retry_after="", last_error="", failures=0))
             if existing is None or existing.index != 0:
                 booted = self.booted()
                 self.backend.stage(self.osname(booted), state.target.checksum)

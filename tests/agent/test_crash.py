@@ -179,3 +179,28 @@ def test_staged_deployment_lost_to_a_power_cut_is_staged_again_at_once_by_the_se
     assert dev.boot(reconcile=lambda: _live_agent(dev).reconcile()).version == "2"
     assert _live_agent(dev).advance().phase == "idle"
     assert dev.state()["last_result"]["result"] == "success"
+
+
+def test_commit_pruned_after_a_lost_staged_deployment_is_downloaded_again(
+        site_and_device: tuple[ReleaseSite, Device]) -> None:
+    """The staged deployment was lost and a cleanup pruned its commit meanwhile: staging can only fail
+    ("No such metadata object") for ever, so the agent goes back to downloading instead of retrying."""
+    site, dev = site_and_device
+    dev.config.update(reboot_strategy="manual", poll_interval_seconds=86400)
+    dev.write_config()
+    site.publish("2")
+    state = _live_agent(dev).advance(force=True)
+    assert state.phase == "staged", state
+    lost = [d for d in dev.deployments() if d.version == "2"]
+    subprocess.run(["ostree", "admin", "undeploy", f"--sysroot={dev.root}", str(lost[0].index)], check=True,
+                   capture_output=True)     # prunes the commit: no ref holds it
+    assert not (dev.root / "ostree/repo/objects" / lost[0].checksum[:2] / f"{lost[0].checksum[2:]}.commit").exists()
+
+    assert dev.boot(reconcile=lambda: _live_agent(dev).reconcile()).version == "1"
+    state = _live_agent(dev).advance()
+    assert state.phase == "staged", state
+    assert state.failures == 0, state     # no failed step: the download was simply done again
+    assert [d.version for d in dev.deployments()] == ["2", "1"]
+    state = _live_agent(dev).maybe_reboot(state, force=True)
+    assert dev.boot(reconcile=lambda: _live_agent(dev).reconcile()).version == "2"
+    assert _live_agent(dev).advance().phase == "idle"
