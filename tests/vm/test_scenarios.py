@@ -34,6 +34,8 @@ def _diagnose(dev: Device) -> str:
     """What the agent, ostree and grubenv say now (for a failure message); never raises."""
     try:
         return dev.sh("fieldshift-agent status --json; ostree admin status; grep -a boot_ /boot/grub*/grubenv; "
+                      "ls -l /var/lib/fieldshift/agent/requests; "
+                      "ps -eo pid,ppid,stat,wchan:24,etime,args | grep -i '[f]ieldshift'; "
                       "journalctl -b -o cat -u 'fieldshift-agent*' -u ostree-finalize-staged -n 40 --no-pager",
                       timeout=120, check=False)
     except Exception as err:  # noqa: BLE001 - diagnostics only
