@@ -8,6 +8,8 @@ Follows rpm-ostree's ``rust/src/composepost.rs`` / ``src/libpriv/rpmostree-postp
   ``/usr/lib/sysimage/rpm`` as a symlink where the distro uses it);
 - system accounts in ``/usr/lib/passwd`` / ``/usr/lib/group`` with ``altfiles`` in nsswitch.conf;
 - an empty ``/etc/machine-id``; ``/etc`` moved to ``/usr/etc``;
+- timestamp-checked Python bytecode (``.pyc``) rewritten to record source mtime 0, the mtime every
+  file of an ostree checkout has (ostree#1469; rpm-ostree resets it the same way);
 - ``/home``, ``/root``, ``/opt``, ``/srv``, ``/mnt``, ``/usr/local`` as symlinks into ``/var``
   (``/media`` into ``/run``); ``/var`` emptied, its directories (and the files of user homes) recreated
   at boot by ``/usr/lib/tmpfiles.d/rpm-ostree-1-autovar.conf`` (rpm-ostree's own file name).
@@ -112,6 +114,39 @@ def _kernel(root: Path) -> str:
         for child in boot.iterdir():
             _rm(child)
     return kver
+
+
+def zero_pyc_mtimes(root: Path) -> int:
+    """Make the distro's timestamp-checked ``.pyc`` files valid on a deployment; returns how many changed.
+
+    A ``.pyc`` records its source's mtime (PEP 552 flags 0: bytes 8-11 of the header) and Python ignores
+    it when that differs from the ``.py`` it sits next to. ostree stores no mtimes: every file of a
+    deployment has mtime 0, so all of the distro's bytecode is stale there, /usr is read-only, and every
+    Python process compiles each module it imports again (seconds per boot-time unit on a small CPU).
+    Hash-based ``.pyc`` files (flags 1 or 3) are left alone. Files are rewritten, not edited in place, so
+    a hardlinked copy of a cached tree is never changed behind the cache's back.
+    """
+    changed = 0
+    for dirpath, _dirs, files in os.walk(root / "usr"):
+        if os.path.basename(dirpath) != "__pycache__":
+            continue
+        for name in files:
+            if not name.endswith(".pyc"):
+                continue
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                continue
+            data = path.read_bytes()
+            if len(data) < 16 or data[2:4] != b"\r\n" or data[4:8] != bytes(4) or data[8:12] == bytes(4):
+                continue
+            st = path.stat()
+            tmp = path.with_name(f".{name}.tmp")
+            tmp.write_bytes(data[:8] + bytes(4) + data[12:])
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            os.chown(tmp, st.st_uid, st.st_gid)
+            os.replace(tmp, path)
+            changed += 1
+    return changed
 
 
 def _rpmdb(root: Path, dbpath: str) -> None:
@@ -309,4 +344,5 @@ def apply(root: Path, options: OstreePrepOptions) -> str:
     os.chmod(autovar, 0o644)
     os.rename(etc, root / "usr/etc")
     _toplevel(root)
+    log.debug("ostree prep: %d .pyc files set to source mtime 0", zero_pyc_mtimes(root))
     return kver

@@ -180,3 +180,37 @@ def test_payload_ships_hash_checked_bytecode_for_the_images_python(tmp_path: Pat
     (other / "usr/bin/python3.0").touch()  # an image whose Python is not the builder's: runs from source
     fieldshift.install_payload(other, agent=True, greenboot=False)
     assert not list((other / fieldshift.PYTHON_DIR).rglob("*.pyc"))
+
+
+def test_distro_bytecode_stays_valid_in_an_ostree_checkout(tmp_path: Path) -> None:
+    """ostree checks every file out with mtime 0: timestamp .pyc files must record 0 or Python recompiles."""
+    import py_compile
+    import subprocess
+    import sys
+
+    def imports_from_bytecode(rootfs: Path) -> tuple[bool, str]:
+        repo = tmp_path / f"repo-{rootfs.name}"
+        subprocess.run(["ostree", "init", f"--repo={repo}", "--mode=bare-user"], check=True)
+        subprocess.run(["ostree", "commit", f"--repo={repo}", "--branch=t", f"--tree=dir={rootfs}"],
+                       check=True, capture_output=True)
+        out = tmp_path / f"co-{rootfs.name}"
+        subprocess.run(["ostree", "checkout", f"--repo={repo}", "-U", "t", str(out)], check=True)
+        lib = out / "usr/lib/py"
+        assert (lib / "distmod.py").stat().st_mtime == 0  # what a deployment looks like
+        done = subprocess.run([sys.executable, "-v", "-B", "-c", "import distmod"], cwd=tmp_path,
+                              env={"PYTHONPATH": str(lib), "PATH": "/usr/bin:/bin"},
+                              capture_output=True, text=True, check=True)
+        return "matches" in "".join(x for x in done.stderr.splitlines(True) if "distmod" in x), done.stderr
+
+    for name, prep in (("stock", False), ("prepped", True)):
+        root = tmp_path / name
+        lib = root / "usr/lib/py"
+        lib.mkdir(parents=True)
+        (lib / "distmod.py").write_text("VALUE = 1\n")
+        os.utime(lib / "distmod.py", (1_700_000_000, 1_700_000_000))  # the package's build time
+        py_compile.compile(str(lib / "distmod.py"), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+        if prep:
+            assert ostree_prep.zero_pyc_mtimes(root) == 1
+            assert ostree_prep.zero_pyc_mtimes(root) == 0  # idempotent
+        used, log = imports_from_bytecode(root)
+        assert used == prep, log[-2000:]
