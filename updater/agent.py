@@ -50,6 +50,9 @@ from updater.transport import HttpClient
 
 MICROSHIFT_DATA = Path("/var/lib/microshift")
 MICROSHIFT_HEALTH = Path("/var/lib/microshift-backups/health.json")
+# After asking for the reboot, how long the same boot may keep running before the request counts as
+# lost (a reboot job cancelled or refused) and is made again.
+REBOOT_GRACE_SECONDS = 600
 
 
 class AgentError(UserError):
@@ -623,8 +626,8 @@ class Agent:
             bootcount.arm(self.grubenv, self.boot_attempts())
         except UserError as err:
             return self._fail(state, "arm boot counter", err)
-        state = self._save(state.update(phase=REBOOTING, last_error="",
-                                        reboot_boot_id=self.boot_id()))
+        state = self._save(state.update(phase=REBOOTING, last_error="", reboot_boot_id=self.boot_id(),
+                                        retry_after=_iso(self.now() + timedelta(seconds=REBOOT_GRACE_SECONDS))))
         self._say("reboot", f"rebooting into {version} ({why})", version=version)
         try:
             assert self.reboot_fn is not None
@@ -647,6 +650,8 @@ class Agent:
         if state.phase == REBOOTING and state.reboot_boot_id and state.reboot_boot_id == self.boot_id():
             # Still the boot that asked for the reboot: it has not happened (yet).
             return state
+        if state.phase == REBOOTING and state.retry_after:
+            state = self._save(state.update(retry_after=""))  # the reboot happened: its grace period is over
         if booted.checksum == checksum:
             if state.phase != CONFIRMING:
                 state = self._save(state.update(phase=CONFIRMING, last_error=""))
@@ -795,8 +800,17 @@ class Agent:
                 if state.phase != STAGED:
                     return state
                 return self.maybe_reboot(state, force=reboot_now)
-            elif state.phase in (REBOOTING, CONFIRMING):
-                return self.reconcile() if state.phase == CONFIRMING else state
+            elif state.phase == REBOOTING:
+                if state.reboot_boot_id != self.boot_id() or not self.due(state):
+                    return state  # the reboot is under way (or reconcile has not run yet this boot)
+                # Still the boot that asked, long after: the reboot was lost. Ask again, by policy.
+                self._say("step_failed", f"no reboot {REBOOT_GRACE_SECONDS} s after asking for it; "
+                          "asking again", priority="warning")
+                state = self._save(state.update(phase=STAGED, reboot_boot_id="", retry_after="",
+                                                last_error="the reboot did not happen"))
+                continue
+            elif state.phase == CONFIRMING:
+                return self.reconcile()
             if (state.phase, state.failures) == before or state.failures > before[1]:
                 return state
         return state

@@ -9,15 +9,15 @@ argparse rather than click keeps the resident service small.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from greenboot import atomic
 from greenboot.errors import UserError, guarded
@@ -106,13 +106,18 @@ def _update(cfg: config_mod.AgentConfig, args: argparse.Namespace) -> int:
     return 0 if not state.last_error or state.phase in ("staged", "rebooting") else 1
 
 
-def _in_child(cfg: config_mod.AgentConfig, action: str, *, force: bool = False, reboot_now: bool = False) -> int:
-    """Run one agent step in a forked child and wait for it.
+def _in_child(cfg: config_mod.AgentConfig, action: str, *, force: bool = False, reboot_now: bool = False,
+              alive: Callable[[], bool] = lambda: True) -> int:
+    """Run one agent step in a forked child and wait for it, calling ``alive`` about once a second
+    (when it returns False the service is stopping: the step is sent SIGTERM).
 
     The resident service stays small: the catalog verification stack (cryptography and the agent
     proper) is imported only by the short-lived child, so memory used by a check is returned to the
     system when it ends (``bench/agent_idle.py`` measures both). The child shares the parent's lock
-    file description, so it runs under the parent's lock.
+    file description, so it runs under the parent's lock. The service has no other thread, so the
+    child starts with no lock held by anyone. A child (and whatever it runs, in its own process group)
+    still running after ``step_timeout_seconds`` is killed: its work is checkpointed in the state file,
+    so the next step picks it up (a hung step must not keep the service alive and idle for ever).
     """
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, observed through its effects
@@ -121,6 +126,7 @@ def _in_child(cfg: config_mod.AgentConfig, action: str, *, force: bool = False, 
         gc.disable()  # a step is short-lived; its garbage goes with the process
         code = 0
         try:
+            os.setpgid(0, 0)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             from updater.agent import Agent
@@ -140,13 +146,33 @@ def _in_child(cfg: config_mod.AgentConfig, action: str, *, force: bool = False, 
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)  # also set here: no race with a kill before the child ran setpgid
+    deadline = time.monotonic() + cfg.step_timeout_seconds
+    delay = 0.005
+    killed = False
+    terminated = False
     while True:
         try:
-            _, status, usage = os.wait4(pid, 0)
+            done, status, usage = os.wait4(pid, os.WNOHANG)
         except InterruptedError:
             continue
-        _account(cfg, action, usage.ru_utime + usage.ru_stime)
-        return os.waitstatus_to_exitcode(status)
+        if done:
+            break
+        if not killed and time.monotonic() >= deadline:
+            print(f"{PROG}: {action} step still running after {cfg.step_timeout_seconds} s "
+                  "(step_timeout_seconds): stopped, will be retried", file=sys.stderr)
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            killed = True
+        if not alive() and not terminated:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGTERM)
+            terminated = True
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)  # short steps are reaped at once, long ones cost one wakeup a second
+    _account(cfg, action, usage.ru_utime + usage.ru_stime)
+    return os.waitstatus_to_exitcode(status)
 
 
 def _account(cfg: config_mod.AgentConfig, action: str, cpu_seconds: float) -> None:
@@ -222,21 +248,20 @@ def _serve(cfg: config_mod.AgentConfig, explicit: Sequence[Path] | None = None) 
 
     _preload()
     notifier = Notifier()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop: list[int] = []  # the signal that asked the service to stop
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: stop.append(signum))
     store = StateStore(cfg.paths.state_dir)
-    heartbeat = [time.monotonic()]
-    tick = 1.0
-    if notifier.watchdog_seconds:
-        # A step (a long pull) may outlast the watchdog; the pinger vouches for the loop while the
-        # loop shows signs of life, bounded so a hung step is still caught.
-        def pinger() -> None:
-            while not stop.wait(notifier.watchdog_seconds / 3):
-                if time.monotonic() - heartbeat[0] < max(notifier.watchdog_seconds, 6 * 3600):
-                    notifier.watchdog()
+    last_ping = [0.0]
 
-        threading.Thread(target=pinger, name="watchdog", daemon=True).start()
+    def alive() -> bool:
+        """Feed the watchdog (at a third of its period) while the loop, or the step it waits for, runs;
+        False once the service is asked to stop."""
+        if notifier.watchdog_seconds and time.monotonic() - last_ping[0] >= notifier.watchdog_seconds / 3:
+            notifier.watchdog()
+            last_ping[0] = time.monotonic()
+        return not stop
+
     import random
 
     from updater.quickcheck import quick_poll
@@ -244,13 +269,13 @@ def _serve(cfg: config_mod.AgentConfig, explicit: Sequence[Path] | None = None) 
 
     client = HttpClient(timeout=float(cfg.http_timeout_seconds))
     rng = random.Random()
-    _in_child(cfg, "reconcile")
+    _in_child(cfg, "reconcile", alive=alive)
     state = store.load()
     notifier.ready(f"phase {state.phase}")
     next_advance = 0.0
     full_checks = 0
     signature = _config_signature(_config_files(explicit))
-    while not stop.is_set():
+    while not stop:
         requests_ = _take_requests(cfg)
         if requests_ or (time.monotonic() >= next_advance and _due(state)):
             now_sig = _config_signature(_config_files(explicit))
@@ -268,12 +293,12 @@ def _serve(cfg: config_mod.AgentConfig, explicit: Sequence[Path] | None = None) 
             if requests_ or not full_checks or not quick_poll(cfg, store, client, rng):
                 full_checks += 1
                 _in_child(cfg, "advance", force=bool(requests_ & {"update", "update-now"}),
-                          reboot_now=bool(requests_ & {"update-now", "reboot"}))
+                          reboot_now=bool(requests_ & {"update-now", "reboot"}), alive=alive)
             state = store.load()
             notifier.status(f"phase {state.phase}" + (f": {state.last_error}" if state.last_error else ""))
             next_advance = time.monotonic() + WAIT_EVERY.get(state.phase, ADVANCE_EVERY)
-        heartbeat[0] = time.monotonic()
-        stop.wait(tick)
+        if alive():
+            time.sleep(1.0)
     notifier.stopping()
     return 0
 

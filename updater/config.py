@@ -73,6 +73,7 @@ class AgentConfig:
     backoff_initial_seconds: int = 60
     backoff_max_seconds: int = 6 * 3600
     http_timeout_seconds: int = 30
+    step_timeout_seconds: int = 6 * 3600
     rollout_wariness: float = 0.5
     os_name: str = ""
     backend: str = "auto"
@@ -244,6 +245,7 @@ KEYS: Mapping[str, Key] = {
     "backoff_initial_seconds": Key(_int(1), "first retry delay after a failed check or download"),
     "backoff_max_seconds": Key(_int(1), "cap of the exponential retry delay"),
     "http_timeout_seconds": Key(_int(1), "connect/read timeout of catalog requests"),
+    "step_timeout_seconds": Key(_int(1), "the service stops a step (check, pull, stage) running longer; retried"),
     "rollout_wariness": Key(_float01, "0 = take phased releases first, 1 = last (zincati's rollout_wariness)"),
     "os_name": Key(_str, "ostree stateroot (os name); empty = the booted one"),
     "backend": Key(_choice(BACKENDS), "staging backend: auto, ostree or rpm-ostree"),

@@ -100,3 +100,30 @@ def test_check_says_what_would_be_applied_and_changes_nothing(site_and_device: t
     after = sorted(p.name for p in dev.state_dir.rglob("*")) if dev.state_dir.exists() else []
     assert [n for n in after if n != "booted.json"] == before   # only the per-boot identity cache
     assert dev.state()["phase"] == "idle"
+
+
+def test_a_lost_reboot_is_asked_for_again_after_the_grace_period(site_and_device: tuple[ReleaseSite, Device]) -> None:
+    """A reboot job that never happens (cancelled, refused) must not leave the device 'rebooting' for ever."""
+    from datetime import timedelta
+
+    from updater.agent import REBOOT_GRACE_SECONDS, utcnow
+
+    site, dev = site_and_device
+    site.publish("2")
+    state = dev.agent().advance()
+    assert state.phase == "rebooting" and dev.reboots_requested == 1
+    # Same boot, within the grace period: the reboot may still be under way, nothing is repeated.
+    soon = utcnow() + timedelta(seconds=REBOOT_GRACE_SECONDS - 60)
+    assert dev.agent(now=lambda: soon).advance().phase == "rebooting"
+    assert dev.agent(now=lambda: soon).advance(force=True).phase == "rebooting"
+    assert dev.reboots_requested == 1
+    # Past it, still the same boot: the request was lost; the agent asks again (policy immediate).
+    later = utcnow() + timedelta(seconds=REBOOT_GRACE_SECONDS + 60)
+    state = dev.agent(now=lambda: later).advance()
+    assert dev.reboots_requested == 2
+    assert state.phase == "rebooting"
+    # The reboot then happens: the new boot confirms the update.
+    dev.boot()
+    assert dev.booted_version() == "2"
+    state = dev.agent().advance()  # the service's first step after greenboot's verdict
+    assert state.phase == "idle" and state.last_result["result"] == "success", state

@@ -110,3 +110,50 @@ def test_service_applies_a_changed_config_without_a_restart(site_and_device: tup
         proc.wait(timeout=30)
         out, err = proc.communicate()
     assert "configuration changed, reloaded" in err
+
+
+def test_a_hung_step_is_stopped_after_step_timeout_and_the_service_goes_on(
+        site_and_device: tuple[ReleaseSite, Device], tmp_path: Path) -> None:
+    """A step that never returns (here the reboot command hangs) is killed with what it started; the
+    service keeps serving: it answers the next request and stops cleanly."""
+    site, dev = site_and_device
+    site.publish("2")
+    hang = tmp_path / "hang.sh"
+    hang.write_text("#!/bin/sh\necho $$ > \"$0.pid\"\nexec sleep 600\n")
+    hang.chmod(0o755)
+    dev.config.update(reboot_command=[str(hang)], step_timeout_seconds=3)
+    dev.write_config()
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(30)
+        proc = dev.popen("run", env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1500000"})
+        try:
+            pidfile = Path(f"{hang}.pid")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not pidfile.exists():
+                time.sleep(0.1)
+            assert pidfile.exists(), "the step never reached the reboot command"
+            hung = int(pidfile.read_text())
+            pings = 0
+            while time.monotonic() < deadline and Path(f"/proc/{hung}").exists():
+                pings += sock.recv(4096).count(b"WATCHDOG=1")  # fed while the step runs
+            assert not Path(f"/proc/{hung}").exists(), "the hung reboot command was not killed"
+            assert pings >= 2
+            assert proc.poll() is None, "the service died with its step"
+            assert dev.state()["phase"] == "rebooting"  # the step got that far; the grace period runs
+            queued = dev.cli("update")
+            assert queued.returncode == 0 and "running agent" in queued.stderr
+            while time.monotonic() < deadline and (dev.state_dir / "requests" / "update").exists():
+                time.sleep(0.1)
+            assert not (dev.state_dir / "requests" / "update").exists(), "the service took no request"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                _out, err = proc.communicate()
+    assert code == 0, err
+    assert "advance step still running after 3 s (step_timeout_seconds): stopped" in err
