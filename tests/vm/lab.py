@@ -160,7 +160,12 @@ class Device:
         """Point the agent at ``url`` (a drop-in in /etc, kept by ostree across updates)."""
         lines = [f'release_url = ["{url}"]'] + [f"{k} = {json.dumps(v)}" for k, v in agent.items()]
         body = "\\n".join(lines)
-        self.sh(f"mkdir -p /etc/fieldshift/agent.d && printf '{body}\\n' > /etc/fieldshift/agent.d/90-vm.toml")
+        # Synced like any careful config tool: the power-cut scenario pulls the plug seconds later, and an
+        # unsynced drop-in lost to the cut (ext4 commits every 5 s) would leave the agent on the image's
+        # defaults (strategy immediate: a reboot the scenario did not ask for).
+        self.sh(f"mkdir -p /etc/fieldshift/agent.d && printf '{body}\\n' > /etc/fieldshift/agent.d/90-vm.toml.new"
+                " && sync /etc/fieldshift/agent.d/90-vm.toml.new"
+                " && mv /etc/fieldshift/agent.d/90-vm.toml.new /etc/fieldshift/agent.d/90-vm.toml && sync")
 
     def boots(self) -> int:
         """How many times the kernel started since this QEMU process was powered on."""
