@@ -221,23 +221,43 @@ def _due(state: Any) -> bool:
     return datetime.now(timezone.utc) >= when
 
 
-def _config_files(explicit: Sequence[Path] | None) -> list[Path]:
-    return list(explicit) if explicit else config_mod.dropin_files()
+class ConfigWatch:
+    """The service's configuration and whether its files changed since it was read.
+
+    The files' signature (path, mtime, size) is taken *before* they are read: a drop-in written while
+    they are being read (or at any moment after) always shows up as a change, so the service reads it
+    again. Taken after the read, an edit landing in between was never noticed: the service kept
+    running on the configuration it had replaced (the VM tier saw a device keep its old release URL).
+    """
+
+    def __init__(self, explicit: Sequence[Path] | None) -> None:
+        self.explicit = list(explicit) if explicit else None
+        self.signature: tuple[tuple[str, int, int], ...] = ()
+
+    def files(self) -> list[Path]:
+        return list(self.explicit) if self.explicit else config_mod.dropin_files()
+
+    def _signature(self) -> tuple[tuple[str, int, int], ...]:
+        sig = []
+        for path in self.files():
+            try:
+                st = path.stat()
+            except OSError:
+                sig.append((str(path), -1, -1))
+                continue
+            sig.append((str(path), st.st_mtime_ns, st.st_size))
+        return tuple(sig)
+
+    def load(self) -> config_mod.AgentConfig:
+        """Read the configuration now (raises :class:`UserError` when it is invalid)."""
+        self.signature = self._signature()
+        return config_mod.load(self.explicit) if self.explicit else config_mod.load()
+
+    def changed(self) -> bool:
+        return self._signature() != self.signature
 
 
-def _config_signature(files: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
-    sig = []
-    for path in files:
-        try:
-            st = path.stat()
-        except OSError:
-            sig.append((str(path), -1, -1))
-            continue
-        sig.append((str(path), st.st_mtime_ns, st.st_size))
-    return tuple(sig)
-
-
-def _serve(cfg: config_mod.AgentConfig, explicit: Sequence[Path] | None = None) -> int:
+def _serve(explicit: Sequence[Path] | None = None) -> int:
     """The service loop: reconcile, READY=1, then a step whenever due; watchdog pings throughout.
 
     The configuration is read again before a step when a drop-in was added, changed or removed, so
@@ -246,6 +266,8 @@ def _serve(cfg: config_mod.AgentConfig, explicit: Sequence[Path] | None = None) 
     """
     from updater.state import StateStore
 
+    watch = ConfigWatch(explicit)
+    cfg = watch.load()
     _preload()
     notifier = Notifier()
     stop: list[int] = []  # the signal that asked the service to stop
@@ -274,15 +296,12 @@ def _serve(cfg: config_mod.AgentConfig, explicit: Sequence[Path] | None = None) 
     notifier.ready(f"phase {state.phase}")
     next_advance = 0.0
     full_checks = 0
-    signature = _config_signature(_config_files(explicit))
     while not stop:
         requests_ = _take_requests(cfg)
         if requests_ or (time.monotonic() >= next_advance and _due(state)):
-            now_sig = _config_signature(_config_files(explicit))
-            if now_sig != signature:
-                signature = now_sig
+            if watch.changed():
                 try:
-                    cfg = config_mod.load(explicit) if explicit else config_mod.load()
+                    cfg = watch.load()
                     client.close()
                     client = HttpClient(timeout=float(cfg.http_timeout_seconds))
                     print(f"{PROG}: configuration changed, reloaded", file=sys.stderr)
@@ -343,7 +362,7 @@ def _main(argv: list[str]) -> int:
         raise
     try:
         if args.command == "run":
-            return _serve(cfg, args.config)
+            return _serve(args.config)
         from updater.agent import Agent
 
         agent = Agent(cfg)

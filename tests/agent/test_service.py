@@ -8,6 +8,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.sim.device import Device, ReleaseSite
 
@@ -157,3 +160,32 @@ def test_a_hung_step_is_stopped_after_step_timeout_and_the_service_goes_on(
                 _out, err = proc.communicate()
     assert code == 0, err
     assert "advance step still running after 3 s (step_timeout_seconds): stopped" in err
+
+
+def test_a_drop_in_written_while_the_service_reads_its_config_is_not_missed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service must notice an edit that lands while it is reading its configuration (at start, the
+    VM tier's device wrote its release URL right then and kept polling the image's default for good)."""
+    from updater import cli
+    from updater import config as config_mod
+
+    dropin = tmp_path / "agent.d" / "90-site.toml"
+    dropin.parent.mkdir()
+    dropin.write_text('release_url = ["http://127.0.0.1:9/old"]\n')
+    real_load = config_mod.load
+
+    def load_while_an_edit_lands(*args: Any, **kwargs: Any) -> Any:
+        cfg = real_load(*args, **kwargs)
+        dropin.write_text('release_url = ["http://127.0.0.1:9/new-and-longer"]\n')  # after the read
+        return cfg
+
+    monkeypatch.setattr(config_mod, "load", load_while_an_edit_lands)
+    watch = cli.ConfigWatch([dropin])
+    first = watch.load()
+    assert first.release_urls == ("http://127.0.0.1:9/old",)
+    assert watch.changed(), "an edit made during the read went unnoticed"
+    monkeypatch.setattr(config_mod, "load", real_load)
+    assert watch.load().release_urls == ("http://127.0.0.1:9/new-and-longer",)
+    assert not watch.changed()
+    dropin.unlink()
+    assert watch.changed()  # a removed drop-in is a change too
