@@ -45,11 +45,12 @@ import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Sequence, Union
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+# cryptography is imported where a key is loaded or a signature checked, not with this module: the
+# device's `status` and the reading of a cached catalog do not pay for it (a second of CPU on a slow core).
 
 from greenboot.errors import UserError
 
@@ -67,7 +68,7 @@ _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~:-]{0,127}$")
 _REF_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 _TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?Z$")
 
-TrustedKey = Union[str, "os.PathLike[str]", bytes, Ed25519PublicKey]
+TrustedKey = Union[str, "os.PathLike[str]", bytes, "Ed25519PublicKey"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,6 +472,9 @@ def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
             f"signing key {key_path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o}); "
             f"run `chmod 600 {key_path}`"
         )
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     except (ValueError, TypeError, OSError) as err:
@@ -482,6 +486,9 @@ def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
 
 def load_public_key(key: TrustedKey) -> Ed25519PublicKey:
     """A trusted key given as an Ed25519PublicKey, PEM bytes, or a path to a PEM file."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     if isinstance(key, Ed25519PublicKey):
         return key
     if isinstance(key, bytes):
@@ -503,11 +510,15 @@ def load_public_key(key: TrustedKey) -> Ed25519PublicKey:
 
 def public_key_pem(key: Ed25519PublicKey) -> bytes:
     """PEM SubjectPublicKeyInfo bytes of ``key`` (the ``catalog.pub`` format)."""
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def key_id(key: Ed25519PublicKey) -> str:
     """Short fingerprint of a public key: the first 16 hex digits of sha256 of its raw bytes."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -544,6 +555,8 @@ def _signature_candidates(signature: bytes) -> list[bytes]:
 
 
 def _signed_by_trusted_key(data: bytes, signature: bytes, keys: Sequence[Ed25519PublicKey]) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
     for raw in _signature_candidates(signature):
         for key in keys:
             try:
