@@ -93,6 +93,15 @@ def _run(args: argparse.Namespace) -> int:
             grubmenu.write_menu(layout.root, out, boot_prefix=prefix, timeout=args.timeout)
         _out(args, {"grub_cfg": str(out)}, f"wrote {out}")
         return 0
+    if verb == "fallback-check":
+        from greenboot import config, fallback
+        from greenboot.layout import Layout
+
+        layout = Layout.at(args.root)
+        if not fallback.fallback_pending(layout, config.load(layout.root)):
+            # Every boot runs this first: a normal boot pays for grubenv and config, nothing more.
+            _out(args, fallback.FallbackOutcome(fallback=False).to_json(), "not a fallback boot")
+            return 0
     ctx = _context(args)
     if verb == "check":
         from greenboot import healthcheck

@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
-from greenboot import bootcount, bootmount, ostree, report, status
-from greenboot.healthcheck import Context
+from greenboot import bootcount
 from greenboot.journal import ERR, INFO
+
+if TYPE_CHECKING:
+    from greenboot import ostree, report
+    from greenboot.config import GreenbootConfig
+    from greenboot.healthcheck import Context
+    from greenboot.layout import Layout
+# The rest of greenboot (ostree, reports, status, the health-check context) is imported only on a
+# fallback boot: this check runs first on every boot, and on a normal one it reads grubenv and ends.
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,14 @@ class FallbackOutcome:
         return {"fallback": self.fallback, "method": self.method, "record": record}
 
 
+def fallback_pending(layout: Layout, config: GreenbootConfig) -> bool:
+    """Whether GRUB fell back on this boot (``boot_counter=-1``) and the rollback is still to be made."""
+    return bootcount.read(layout.grubenv(config.grubenv or None)).fallback
+
+
 def _previous_failures(ctx: Context) -> List[str]:
+    from greenboot import report
+
     for rep in reversed(report.reports(ctx.layout.root)):
         if rep.boot_id != ctx.boot_id() and rep.verdict == "red":
             return rep.failed_required()
@@ -44,6 +58,8 @@ def _previous_failures(ctx: Context) -> List[str]:
 
 def _method(ctx: Context) -> str:
     """How this system makes a rollback permanent (decided before doing it, so it can be recorded first)."""
+    from greenboot import ostree
+
     if ctx.layout.live:
         from greenboot import bootc, rpmostree
 
@@ -55,6 +71,8 @@ def _method(ctx: Context) -> str:
 
 
 def _make_permanent(ctx: Context, method: str, booted: Optional[ostree.Deployment]) -> None:
+    from greenboot import ostree
+
     if method == "rpm-ostree":
         from greenboot import rpmostree
 
@@ -74,6 +92,8 @@ def check_fallback(ctx: Context) -> FallbackOutcome:
     state = bootcount.read(grubenv)
     if not state.fallback:
         return FallbackOutcome(fallback=False)
+    from greenboot import bootmount, ostree, report, status
+
     rep = ctx.current_report()  # before anything changes: it records boot_counter=-1
     deployments = ostree.status(ctx.layout)
     booted = ostree.booted(ctx.layout, deployments)
@@ -131,7 +151,7 @@ def check_fallback(ctx: Context) -> FallbackOutcome:
 
 def _refresh_menu(ctx: Context) -> None:
     """Rewrite a generated GRUB menu so entry 0 is the new default (Debian images)."""
-    from greenboot import grubmenu
+    from greenboot import bootmount, grubmenu
 
     out = grubmenu.generated_menu(ctx.layout)
     if out is not None:

@@ -234,3 +234,29 @@ def test_status_and_motd_show_attempts_left_and_the_rollback(sysroot: Sysroot, c
         ("1", "-1", "green", True),
     ]
     assert "Last 3 boots:" in text and "counter=0   red (50_app.sh)" in text
+
+
+def _imported(stderr: str) -> set[str]:
+    return {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_fallback_check_on_a_normal_boot_reads_grubenv_and_stops(sysroot: Sysroot, cli: Cli) -> None:
+    """It runs first on every boot: on a normal one it must not load the rest of greenboot (each module
+    costs boot time on a slow core); on a fallback boot it does the full job."""
+    fw = Firmware(sysroot.path)
+    assert cli("arm").returncode == 0  # three attempts
+    assert fw.boot().boot_counter == "2"  # a normal boot of the new deployment
+    normal = cli("--json", "fallback-check", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert normal.returncode == 0, normal.stderr
+    assert json.loads(normal.stdout[normal.stdout.index("{"):]) == {"fallback": False, "method": "none", "record": None}
+    heavy = {"greenboot.healthcheck", "greenboot.ostree", "greenboot.report", "greenboot.scripts", "subprocess"}
+    assert not heavy & _imported(normal.stderr), sorted(heavy & _imported(normal.stderr))
+
+    fw.boot()
+    fw.boot()
+    boot = fw.boot()  # counter exhausted: GRUB falls back
+    assert boot.boot_counter == "-1"
+    fallen = cli("--json", "fallback-check", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert fallen.returncode == 0, fallen.stderr
+    assert json.loads(fallen.stdout[fallen.stdout.index("{"):])["fallback"] is True
+    assert {"greenboot.healthcheck", "greenboot.ostree", "greenboot.report"} <= _imported(fallen.stderr)
