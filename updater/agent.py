@@ -45,6 +45,7 @@ from updater.state import (
     State,
     StateStore,
     Target,
+    reconcile_needed,
 )
 from updater.transport import HttpClient
 
@@ -641,7 +642,7 @@ class Agent:
     def reconcile(self) -> State:
         """Early-boot step: confirm, or make a fallback permanent and restore data (before services)."""
         state = self.store.load()
-        if state.target is None or state.phase in (IDLE, SELECTED, DOWNLOADED, PROTECTED, ARMED):
+        if not reconcile_needed(state) or state.target is None:  # (the second half for the type checker)
             return state
         booted = self.booted()
         if booted is None:

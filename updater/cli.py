@@ -129,6 +129,8 @@ def _in_child(cfg: config_mod.AgentConfig, action: str, *, force: bool = False, 
             os.setpgid(0, 0)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            if action == "reconcile" and not _reconcile_needed(cfg):
+                os._exit(0)
             from updater.agent import Agent
 
             agent = Agent(cfg)
@@ -173,6 +175,12 @@ def _in_child(cfg: config_mod.AgentConfig, action: str, *, force: bool = False, 
         delay = min(delay * 2, 1.0)  # short steps are reaped at once, long ones cost one wakeup a second
     _account(cfg, action, usage.ru_utime + usage.ru_stime)
     return os.waitstatus_to_exitcode(status)
+
+
+def _reconcile_needed(cfg: config_mod.AgentConfig) -> bool:
+    from updater.state import StateStore, reconcile_needed
+
+    return reconcile_needed(StateStore(cfg.paths.state_dir).load())
 
 
 def _account(cfg: config_mod.AgentConfig, action: str, cpu_seconds: float) -> None:
@@ -363,6 +371,13 @@ def _main(argv: list[str]) -> int:
     try:
         if args.command == "run":
             return _serve(args.config)
+        if args.command == "reconcile":
+            from updater.state import StateStore, reconcile_needed
+
+            current = StateStore(cfg.paths.state_dir).load()
+            if not reconcile_needed(current):  # nothing a boot could have changed: no agent import
+                print(f"phase {current.phase}")
+                return 0
         from updater.agent import Agent
 
         agent = Agent(cfg)

@@ -34,6 +34,8 @@ CONFIRMING = "confirming"
 PHASES = (IDLE, SELECTED, DOWNLOADED, PROTECTED, ARMED, STAGED, REBOOTING, CONFIRMING)
 # While one of these phases is recorded, work that must not be interrupted by a reboot may be in flight.
 IN_FLIGHT = (SELECTED, DOWNLOADED, PROTECTED, ARMED)
+# Phases in which a boot may have changed something the agent must act on (confirm, roll back, stage again).
+AFTER_BOOT = (STAGED, REBOOTING, CONFIRMING)
 
 
 class StateError(UserError):
@@ -137,3 +139,10 @@ def _stop_point(phase: str) -> None:
     that phase is durable, so a test can SIGKILL it at an exact step boundary."""
     if os.environ.get("FIELDSHIFT_AGENT_STOP_AT") == phase:
         os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def reconcile_needed(state: State) -> bool:
+    """Whether :meth:`updater.agent.Agent.reconcile` has anything to look at after a boot. When not, the
+    early-boot unit and the service's first step end without importing the agent (seconds on a slow
+    core, on every boot)."""
+    return state.target is not None and state.phase in AFTER_BOOT

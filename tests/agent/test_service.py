@@ -189,3 +189,22 @@ def test_a_drop_in_written_while_the_service_reads_its_config_is_not_missed(
     assert not watch.changed()
     dropin.unlink()
     assert watch.changed()  # a removed drop-in is a change too
+
+
+def test_reconcile_after_an_ordinary_boot_does_not_load_the_agent(site_and_device: tuple[ReleaseSite, Device]) -> None:
+    """The early-boot unit runs on every boot; with nothing pending it ends before importing the agent
+    (and cryptography); with an update staged it does the whole job."""
+    site, dev = site_and_device
+    idle = dev.cli("reconcile", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert idle.returncode == 0 and "phase idle" in idle.stdout, idle.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in idle.stderr.splitlines() if line.startswith("import time:")}
+    assert not {"updater.agent", "cryptography", "updater.catalog"} & imported
+
+    dev.config.update(reboot_strategy="manual")
+    dev.write_config()
+    site.publish("2")
+    assert dev.agent().advance().phase == "staged"
+    staged = dev.cli("reconcile", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert staged.returncode == 0 and "phase staged" in staged.stdout, staged.stderr[-2000:]
+    assert "updater.agent" in {line.rsplit("|", 1)[-1].strip() for line in staged.stderr.splitlines()
+                               if line.startswith("import time:")}
