@@ -1,9 +1,10 @@
 """The VM tier's lab: our builder makes a debian-12 image and release commits, our publish signs releases,
 a static HTTP server on the host serves them, and devices in QEMU reach it as ``10.0.2.2``.
 
-One :class:`Lab` per test session (the image and commits are expensive); each scenario publishes into
-its own release directory (``/<name>/`` on the server) and points the device there with a drop-in in
-``/etc/fieldshift/agent.d``, so scenarios do not see each other's releases.
+One lab per test session (the image and commits are expensive): when the tier runs on several pytest
+workers, one builds it and the others :meth:`Lab.load` it, each with its own HTTP server on the same
+files. Each scenario publishes into its own release directory (``/<name>/`` on the server) and points the
+device there with a drop-in in ``/etc/fieldshift/agent.d``, so scenarios do not see each other's releases.
 """
 
 from __future__ import annotations
@@ -56,16 +57,40 @@ class Lab:
 
     def __post_init__(self) -> None:
         (self.root / "srv").mkdir(parents=True, exist_ok=True)
-        self.server = StaticServer(self.root / "srv").start()
         keys = self.root / "keys"
-        subprocess.run([sys.executable, "-m", "builder.cli", "keys", "generate", "--out", str(keys)],
-                       check=True, capture_output=True, cwd=ROOT)
         self.key = keys / "catalog.key"
         self.pub = keys / "catalog.pub"
         self.repo = self.root / "build-repo"
+        if not self.key.exists():
+            subprocess.run([sys.executable, "-m", "builder.cli", "keys", "generate", "--out", str(keys)],
+                           check=True, capture_output=True, cwd=ROOT)
+        self.server = StaticServer(self.root / "srv").start()
 
     def close(self) -> None:
         self.server.stop()
+
+    @property
+    def _saved(self) -> Path:
+        return self.root / "lab.json"
+
+    def save(self) -> None:
+        """Record what was built (commits, disk) for :meth:`load` in other processes; written atomically."""
+        tmp = self._saved.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"commits": self.commits, "image": str(self.image) if self.image else None,
+                                   "boot_attempts": self.boot_attempts}))
+        tmp.replace(self._saved)
+
+    @classmethod
+    def load(cls, root: Path) -> Lab | None:
+        """The lab another process built and saved in ``root``, with a server of this process; else None."""
+        try:
+            saved = json.loads((root / "lab.json").read_text())
+        except FileNotFoundError:
+            return None
+        lab = cls(root, boot_attempts=saved["boot_attempts"])
+        lab.commits = dict(saved["commits"])
+        lab.image = Path(saved["image"]) if saved["image"] else None
+        return lab
 
     def url(self, name: str) -> str:
         """The release URL of release directory ``name`` as the guest sees it."""
@@ -121,9 +146,9 @@ class Lab:
         self.timings[f"publish {name} {version}"] = time.monotonic() - started
         return result
 
-    def device(self, name: str) -> Device:
+    def device(self, name: str, cpus: int = 2) -> Device:
         assert self.image is not None, "build the image first"
-        return Device(Machine(self.image, self.root / "vms" / name))
+        return Device(Machine(self.image, self.root / "vms" / name, cpus=cpus))
 
 
 @dataclass

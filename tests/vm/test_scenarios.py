@@ -18,6 +18,11 @@ from tests.vm.machine import HOST_FROM_GUEST, MachineError
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(1500)]
 
+# With ``-n 2 --dist loadgroup`` (.ci/run) the two groups run side by side; each pairs a long scenario
+# with a short one (alone, with two vCPUs: good 129 s + power cuts 325 s, bad 260 s + bad link 120 s).
+PAIR_A = pytest.mark.xdist_group("vm-a")
+PAIR_B = pytest.mark.xdist_group("vm-b")
+
 SETTLE = 600.0
 
 
@@ -59,6 +64,7 @@ def _start_update(dev: Device) -> None:
     dev.sh("systemd-run --unit=vm-update --collect fieldshift-agent update")
 
 
+@PAIR_A
 def test_good_update_is_pulled_as_a_delta_staged_and_boots_green(lab: Lab, device: Device) -> None:
     device.boot()
     _settle(device, _green_on("1.0.0"), "v1 green")
@@ -77,6 +83,7 @@ def test_good_update_is_pulled_as_a_delta_staged_and_boots_green(lab: Lab, devic
     assert device.greenboot()["boot_counter"] is None
 
 
+@PAIR_B
 def test_bad_update_falls_back_permanently_restores_data_and_is_denylisted(lab: Lab, device: Device) -> None:
     device.boot()
     _settle(device, _green_on("1.0.0"), "v1 green")
@@ -126,8 +133,9 @@ def _phase(dev: Device) -> str:
     return str(dev.agent()["phase"])
 
 
+@PAIR_A
 def test_power_cuts_during_pull_after_staging_and_during_finalize_leave_a_healthy_device_that_converges(
-    lab: Lab, device: Device
+    lab: Lab, device: Device, vm_note: Callable[[str], None]
 ) -> None:
     lab.publish("power", "1.0.0")
     lab.publish("power", "2.0.0")
@@ -185,11 +193,12 @@ def test_power_cuts_during_pull_after_staging_and_during_finalize_leave_a_health
     assert status["pending"] is None, status
     assert [d["version"] for d in status["deployments"]] == ["2.0.0", "1.0.0"], status["deployments"]
     assert device.greenboot()["boot_counter"] is None
-    print(f"\n[vm tier] power cuts: cut 3 left {after_cut3} booted")
+    vm_note(f"power cuts: cut 3 left {after_cut3} booted")
 
 
+@PAIR_B
 def test_update_over_a_slow_link_that_cuts_connections_completes_with_bytes_close_to_the_delta(
-    lab: Lab, device: Device
+    lab: Lab, device: Device, vm_note: Callable[[str], None]
 ) -> None:
     lab.publish("link", "1.0.0")
     result = lab.publish("link", "2.0.0")
@@ -211,7 +220,7 @@ def test_update_over_a_slow_link_that_cuts_connections_completes_with_bytes_clos
         hits = proxy.faults_hit()
         loose = [d.path for d in proxy.log if "/objects/" in d.path]
     assert [h.fault for h in hits if h.fault == "reset"] == ["reset", "reset"], hits
-    print(f"\n[vm tier] bad link: delta {delta} B, repo bytes moved {moved} B ({moved / delta:.2f}x)")
+    vm_note(f"bad link: delta {delta} B, repo bytes moved {moved} B ({moved / delta:.2f}x)")
     assert not loose, f"objects fetched loose next to the delta: {loose[:5]}"
     # The delta once, plus at most what each cut delivered before the reset (a reset can lose it).
     cut = sum(h.delivered for h in hits if h.fault == "reset")
