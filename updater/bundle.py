@@ -32,7 +32,7 @@ from typing import IO, Iterable
 from greenboot.errors import UserError
 from greenboot.external import ToolError, run
 from updater import catalog as cat
-from updater.delta import has_commit
+from updater.ostree import has_commit
 
 MANIFEST_NAME = "fieldshift-bundle.json"
 MAX_MANIFEST_BYTES = 64 * 1024

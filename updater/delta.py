@@ -29,6 +29,7 @@ from typing import Callable
 from greenboot.errors import UserError
 from greenboot.external import ToolError, run
 from updater import catalog as cat
+from updater.ostree import has_commit
 from updater.transport import USER_AGENT
 
 _CHUNK = 64 * 1024
@@ -84,14 +85,6 @@ def delta_path(from_commit: str | None, to_commit: str) -> str:
     """
     name = _b64(to_commit) if from_commit is None else f"{_b64(from_commit)}-{_b64(to_commit)}"
     return f"deltas/{name[:2]}/{name[2:]}"
-
-
-def has_commit(repo_path: Path, checksum: str) -> bool:
-    """True when the repo holds the whole commit (no interrupted-pull marker)."""
-    repo = Path(repo_path)
-    if (repo / "state" / f"{checksum}.commitpartial").exists():
-        return False
-    return (repo / "objects" / checksum[:2] / f"{checksum[2:]}.commit").exists()
 
 
 def _content_total(resp: http.client.HTTPResponse) -> int | None:

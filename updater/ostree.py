@@ -45,6 +45,14 @@ def _read_bytes(pid: int) -> int:
     return 0
 
 
+def has_commit(repo: Path, checksum: str) -> bool:
+    """True when ``repo`` holds the whole commit: its commit object and no interrupted-pull marker."""
+    repo = Path(repo)
+    if (repo / "state" / f"{checksum}.commitpartial").exists():
+        return False
+    return (repo / "objects" / checksum[:2] / f"{checksum[2:]}.commit").exists()
+
+
 class Sysroot:
     """An ostree sysroot (``/`` on a device, any directory in tests) and its system repo."""
 
@@ -96,9 +104,7 @@ class Sysroot:
 
     def has_commit(self, checksum: str) -> bool:
         """True when the commit and all its objects are in the local repo (no partial pull)."""
-        if (self.repo / "state" / f"{checksum}.commitpartial").exists():
-            return False
-        return (self.repo / "objects" / checksum[:2] / f"{checksum[2:]}.commit").exists()
+        return has_commit(self.repo, checksum)
 
     def commit_version(self, checksum: str) -> str:
         out = _ostree(["show", f"--repo={self.repo}", "--print-metadata-key=version", checksum])
