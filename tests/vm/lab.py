@@ -56,6 +56,9 @@ class Lab:
     timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Absolute: the blueprint reads the trusted key path relative to its own directory, and
+        # .ci/demo passes a relative work directory.
+        self.root = self.root.resolve()
         (self.root / "srv").mkdir(parents=True, exist_ok=True)
         keys = self.root / "keys"
         self.key = keys / "catalog.key"
