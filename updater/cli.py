@@ -129,7 +129,7 @@ def _in_child(cfg: config_mod.AgentConfig, action: str, *, force: bool = False, 
             os.setpgid(0, 0)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            if action == "reconcile" and not _reconcile_needed(cfg):
+            if action == "reconcile" and _nothing_to_reconcile(cfg) is not None:
                 os._exit(0)
             from updater.agent import Agent
 
@@ -177,10 +177,12 @@ def _in_child(cfg: config_mod.AgentConfig, action: str, *, force: bool = False, 
     return os.waitstatus_to_exitcode(status)
 
 
-def _reconcile_needed(cfg: config_mod.AgentConfig) -> bool:
+def _nothing_to_reconcile(cfg: config_mod.AgentConfig) -> str | None:
+    """The recorded phase when a boot left reconcile nothing to do (then the agent is not imported)."""
     from updater.state import StateStore, reconcile_needed
 
-    return reconcile_needed(StateStore(cfg.paths.state_dir).load())
+    state = StateStore(cfg.paths.state_dir).load()
+    return None if reconcile_needed(state) else state.phase
 
 
 def _account(cfg: config_mod.AgentConfig, action: str, cpu_seconds: float) -> None:
@@ -372,11 +374,9 @@ def _main(argv: list[str]) -> int:
         if args.command == "run":
             return _serve(args.config)
         if args.command == "reconcile":
-            from updater.state import StateStore, reconcile_needed
-
-            current = StateStore(cfg.paths.state_dir).load()
-            if not reconcile_needed(current):  # nothing a boot could have changed: no agent import
-                print(f"phase {current.phase}")
+            phase = _nothing_to_reconcile(cfg)
+            if phase is not None:
+                print(f"phase {phase}")
                 return 0
         from updater.agent import Agent
 
