@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.importtime import imported
 from tests.sim.device import Device, ReleaseSite
 
 UNITS = Path(__file__).resolve().parents[2] / "updater" / "data" / "systemd"
@@ -197,8 +198,7 @@ def test_reconcile_after_an_ordinary_boot_does_not_load_the_agent(site_and_devic
     site, dev = site_and_device
     idle = dev.cli("reconcile", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert idle.returncode == 0 and "phase idle" in idle.stdout, idle.stderr[-2000:]
-    imported = {line.rsplit("|", 1)[-1].strip() for line in idle.stderr.splitlines() if line.startswith("import time:")}
-    assert not {"updater.agent", "cryptography", "updater.catalog"} & imported
+    assert not {"updater.agent", "cryptography", "updater.catalog"} & imported(idle.stderr)
 
     dev.config.update(reboot_strategy="manual")
     dev.write_config()
@@ -206,5 +206,4 @@ def test_reconcile_after_an_ordinary_boot_does_not_load_the_agent(site_and_devic
     assert dev.agent().advance().phase == "staged"
     staged = dev.cli("reconcile", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert staged.returncode == 0 and "phase staged" in staged.stdout, staged.stderr[-2000:]
-    assert "updater.agent" in {line.rsplit("|", 1)[-1].strip() for line in staged.stderr.splitlines()
-                               if line.startswith("import time:")}
+    assert "updater.agent" in imported(staged.stderr)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from greenboot import bootcount, grubmenu, report
 from tests.greenboot.conftest import Cli
+from tests.importtime import imported
 from tests.sim.firmware import Boot, Firmware, editenv, editenv_list
 from tests.sim.sysroot import Sysroot
 
@@ -236,10 +237,6 @@ def test_status_and_motd_show_attempts_left_and_the_rollback(sysroot: Sysroot, c
     assert "Last 3 boots:" in text and "counter=0   red (50_app.sh)" in text
 
 
-def _imported(stderr: str) -> set[str]:
-    return {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
-
-
 def test_fallback_check_on_a_normal_boot_reads_grubenv_and_stops(sysroot: Sysroot, cli: Cli) -> None:
     """It runs first on every boot: on a normal one it must not load the rest of greenboot (each module
     costs boot time on a slow core); on a fallback boot it does the full job."""
@@ -250,7 +247,7 @@ def test_fallback_check_on_a_normal_boot_reads_grubenv_and_stops(sysroot: Sysroo
     assert normal.returncode == 0, normal.stderr
     assert json.loads(normal.stdout[normal.stdout.index("{"):]) == {"fallback": False, "method": "none", "record": None}
     heavy = {"greenboot.healthcheck", "greenboot.ostree", "greenboot.report", "greenboot.scripts", "subprocess"}
-    assert not heavy & _imported(normal.stderr), sorted(heavy & _imported(normal.stderr))
+    assert not heavy & imported(normal.stderr), sorted(heavy & imported(normal.stderr))
 
     fw.boot()
     fw.boot()
@@ -259,4 +256,4 @@ def test_fallback_check_on_a_normal_boot_reads_grubenv_and_stops(sysroot: Sysroo
     fallen = cli("--json", "fallback-check", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert fallen.returncode == 0, fallen.stderr
     assert json.loads(fallen.stdout[fallen.stdout.index("{"):])["fallback"] is True
-    assert {"greenboot.healthcheck", "greenboot.ostree", "greenboot.report"} <= _imported(fallen.stderr)
+    assert {"greenboot.healthcheck", "greenboot.ostree", "greenboot.report"} <= imported(fallen.stderr)
